@@ -1,0 +1,1 @@
+"""Bundled demo model and its card."""

@@ -1,0 +1,1 @@
+"""Subcommands of the ``glfer-edge`` CLI (see glfer_edge.cli)."""

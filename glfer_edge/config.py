@@ -1,0 +1,242 @@
+"""Configuration: small frozen dataclasses with the paper's defaults and named presets.
+
+Nothing here imports torch: the deploy-time path (runtime, numpy frontend, postprocessing)
+reads the same configs from weights and ONNX metadata.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+# Class lists of the datasets the paper evaluates on (DCASE Task 3 development sets).
+STARSS23_CLASSES: tuple[str, ...] = (
+    "femaleSpeech", "maleSpeech", "clapping", "telephone", "laughter", "domesticSounds",
+    "footsteps", "doorCupboard", "music", "musicInstrument", "waterTap", "bell", "knock",
+)
+DCASE2021_CLASSES: tuple[str, ...] = (
+    "alarm", "cryingBaby", "crash", "barkingDog", "femaleScream", "femaleSpeech",
+    "footsteps", "knockingOnDoor", "maleScream", "maleSpeech", "ringingPhone", "piano",
+)
+# Procedurally synthesized classes of the bundled generator (glfer_edge.data.synth).
+SYNTH_CLASSES: tuple[str, ...] = (
+    "alarm", "phone", "speech", "footsteps", "knock", "doorSlam", "water",
+    "music", "bell", "bark", "engine", "clapping", "bird",
+)
+
+LABEL_HOP_SECONDS = 0.1  # DCASE label frames are 100 ms
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """SALSA 'linspeciv' features: 4 log-power spectrograms + 3 unit sound-intensity vectors."""
+
+    sample_rate: int = 24000
+    n_fft: int = 512
+    win_length: int = 512
+    hop_length: int = 300
+    window: str = "hann"  # periodic Hann, as librosa
+    center: bool = True  # frames centred, reflect padding of n_fft // 2
+    pad_mode: str = "reflect"
+    compress_high_freq: bool = True  # 200 bins = 192 linear + 8 bands of 8; False: 256 linear bins
+    n_linear_bins: int = 192
+    n_compressed_bands: int = 8
+    band_width: int = 8
+    channel_order: str = "acn"  # 'acn' (ACN/SN3D W,Y,Z,X as DCASE) or 'fuma' (W,X,Y,Z)
+    power_floor: float = 1e-10  # librosa power_to_db amin
+    iv_eps: float = 1e-8  # intensity-vector norm epsilon
+
+    @property
+    def n_bins(self) -> int:
+        if self.compress_high_freq:
+            return self.n_linear_bins + self.n_compressed_bands
+        return self.n_fft // 2
+
+    @property
+    def n_channels(self) -> int:
+        return 7
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.sample_rate / self.hop_length
+
+    def n_frames(self, n_samples: int) -> int:
+        """Feature frames for a signal of n_samples (centred STFT)."""
+        if self.center:
+            return 1 + n_samples // self.hop_length
+        return 1 + (n_samples - self.n_fft) // self.hop_length
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """GLFER-Net architecture (paper section 3; fact sheet sections 3-4)."""
+
+    num_classes: int = 13
+    in_channels: int = 7
+    stem_channels: int = 32
+    block: str = "glf"  # 'glf' (GLF extractor) or 'conv' (ablation: plain conv blocks)
+    glf_channels: tuple[int, ...] = (64, 128, 256)
+    # ODConv (global branch)
+    odconv_kernel_num: int = 1
+    odconv_reduction: float = 0.25
+    odconv_min_channels: int = 16
+    odconv_temperature: float = 1.0
+    # MSFE (multi-scale feature extraction) + CSS (cross-scale shuffle)
+    msfe_kernels: tuple[int, ...] = (1, 3, 5, 7)
+    msfe_groups: tuple[int, ...] = (1, 2, 4, 8)
+    msfe_se_reduction: int = 16
+    css_groups: int = 8  # paper 8; authors' code 4
+    css_shuffle: bool = True
+    css_aggregation: bool = True
+    # FR (feature recalibration): time / channel / frequency attention branches
+    fr_branches: tuple[str, ...] = ("time", "channel", "frequency")
+    fr_combine: str = "sum"  # paper sums; authors' code averages ('mean')
+    fr_kernel: int = 3
+    # AFF (attentional feature fusion)
+    aff_reduction: int = 4
+    aff_factor: float = 2.0  # official ASKCFuse: 2*x*w + 2*y*(1-w); paper formula: 1.0
+    # normalisation / regularisation
+    bn_eps: float = 1e-3
+    bn_momentum: float = 0.1
+    last_pool_dropout: float = 0.2
+    # decoder: frequency pooling -> BiGRU -> SED / DOA heads
+    freq_pool: str = "avg"
+    gru_hidden: int = 128
+    gru_layers: int = 2
+    gru_dropout: float = 0.0
+    head_hidden: int = 128
+    head_dropout: float = 0.1
+
+    @property
+    def time_downsample(self) -> int:
+        """Feature frames per output frame: four 2x2 average pools."""
+        return 16
+
+
+@dataclass(frozen=True)
+class SELDConfig:
+    """Everything that defines one deployable model: features, network, segment and classes."""
+
+    name: str = "paper"
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    segment_seconds: float = 8.0
+    class_names: tuple[str, ...] = STARSS23_CLASSES
+    sed_threshold: float = 0.3
+
+    def __post_init__(self) -> None:
+        if len(self.class_names) != self.model.num_classes:
+            raise ValueError(
+                f"{len(self.class_names)} class names for a model with {self.model.num_classes} classes"
+            )
+
+    @property
+    def segment_samples(self) -> int:
+        return int(round(self.segment_seconds * self.features.sample_rate))
+
+    @property
+    def segment_frames(self) -> int:
+        """Feature frames per segment, cropped to a multiple of the time downsampling (16).
+
+        A centred STFT of N samples gives 1 + N // hop frames (641 for 8 s); the trailing frame(s)
+        beyond the last multiple of 16 are dropped so that output frames line up with the 100-ms
+        label frames (SALSA trims 4801 -> 4800 the same way).
+        """
+        n = self.features.n_frames(self.segment_samples)
+        return n - n % self.model.time_downsample
+
+    @property
+    def output_frames(self) -> int:
+        return self.segment_frames // self.model.time_downsample
+
+    @property
+    def output_hop_seconds(self) -> float:
+        return self.model.time_downsample / self.features.frames_per_second
+
+    def replace(self, **changes: Any) -> "SELDConfig":
+        return dataclasses.replace(self, **changes)
+
+    # -- serialisation (safetensors / ONNX metadata) ---------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "SELDConfig":
+        d = dict(d)
+        features = _from_dict(FeatureConfig, d.pop("features", {}))
+        model = _from_dict(ModelConfig, d.pop("model", {}))
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown SELDConfig fields {sorted(unknown)}: produced by a newer glfer-edge?")
+        if "class_names" in d:
+            d["class_names"] = tuple(d["class_names"])
+        return cls(features=features, model=model, **d)
+
+    @classmethod
+    def from_json(cls, s: str) -> "SELDConfig":
+        return cls.from_dict(json.loads(s))
+
+
+def _from_dict(klass: type, d: dict[str, Any]) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(klass)}
+    unknown = set(d) - set(fields)
+    if unknown:
+        raise ValueError(f"unknown {klass.__name__} fields {sorted(unknown)}: produced by a newer glfer-edge?")
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+    return klass(**kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Presets
+# ---------------------------------------------------------------------------------------------
+_PAPER_MODEL = ModelConfig()
+# Same architecture with reduced widths: CPU demos, fast tests, the bundled demo model.
+# MSFE groups are capped so every branch keeps at least one channel per group at width 16.
+_TINY_MODEL = dataclasses.replace(
+    _PAPER_MODEL,
+    stem_channels=8,
+    glf_channels=(16, 32, 32),
+    msfe_groups=(1, 2, 2, 4),
+    odconv_min_channels=4,
+    css_groups=4,
+    gru_hidden=32,
+    head_hidden=32,
+)
+
+
+def _ablation(name: str, **model_changes: Any) -> SELDConfig:
+    return SELDConfig(name=name, model=dataclasses.replace(_PAPER_MODEL, **model_changes))
+
+
+PRESETS: dict[str, SELDConfig] = {
+    "paper": SELDConfig(name="paper"),
+    "paper-dcase2021": SELDConfig(
+        name="paper-dcase2021",
+        model=dataclasses.replace(_PAPER_MODEL, num_classes=12),
+        class_names=DCASE2021_CLASSES,
+    ),
+    "tiny": SELDConfig(name="tiny", model=_TINY_MODEL, class_names=SYNTH_CLASSES),
+    # Ablations of the paper (section 4.4): each removes or replaces one component.
+    "ablation-no-fr": _ablation("ablation-no-fr", fr_branches=()),
+    "ablation-plain-conv": _ablation("ablation-plain-conv", block="conv"),
+    "ablation-fr-time": _ablation("ablation-fr-time", fr_branches=("time",)),
+    "ablation-fr-channel": _ablation("ablation-fr-channel", fr_branches=("channel",)),
+    "ablation-fr-frequency": _ablation("ablation-fr-frequency", fr_branches=("frequency",)),
+    "ablation-fr-time-frequency": _ablation("ablation-fr-time-frequency", fr_branches=("time", "frequency")),
+    "ablation-css-no-shuffle": _ablation("ablation-css-no-shuffle", css_shuffle=False),
+    "ablation-css-no-aggregation": _ablation("ablation-css-no-aggregation", css_aggregation=False),
+}
+
+
+def get_preset(name: str) -> SELDConfig:
+    """Return a named preset; raises ValueError listing the valid names."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None

@@ -1,0 +1,30 @@
+"""Keys of the metadata every artifact carries (safetensors header, ONNX metadata_props, engine sidecar).
+
+The runtime reads the model's contract from here; nothing is guessed on the side.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+FORMAT_VERSION = "1"
+
+KEY_FORMAT = "glfer_edge.format_version"
+KEY_VERSION = "glfer_edge.sdk_version"
+KEY_CONFIG = "glfer_edge.config"  # SELDConfig JSON (features, model, segment, class names)
+KEY_PRECISION = "glfer_edge.precision"  # fp32 | fp16 | int8
+KEY_WEIGHTS_SHA256 = "glfer_edge.weights_sha256"
+KEY_CALIBRATION = "glfer_edge.calibration"  # JSON summary (int8 only)
+KEY_TRAINING = "glfer_edge.training"  # JSON provenance of the weights (optional)
+
+INPUT_NAME = "audio"  # (batch, 4, samples) float32
+OUTPUT_NAMES = ("sed", "doa")  # (batch, frames, classes) probabilities; (batch, frames, classes, 3)
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
