@@ -1,0 +1,238 @@
+"""DCASE Task 3 metadata: label rows, CSV formats and frame-wise training targets.
+
+A DCASE metadata CSV has no header; each line is one active source in one 100-ms label frame
+(frame k covers [0.1 k, 0.1 (k + 1)) s). Columns by edition, as the official loaders read them:
+
+======== ============================ ============================ ==================================
+columns  2021                         2022                         2023
+======== ============================ ============================ ==================================
+5        frame,class,track,azi,ele    frame,class,track,azi,ele    frame,class,track,azi,ele
+6        frame,class,track,x,y,z      frame,class,track,x,y,z      frame,class,track,azi,ele,dist
+7        (line ignored)               (line ignored)               frame,class,track,x,y,z,dist
+======== ============================ ============================ ==================================
+
+Lines with any other column count are ignored, as the official loaders do (their frame still
+counts for the scored length, see :attr:`MetadataFile.last_frame`). Angles are degrees; x is to
+the front, y to the left, z up; azimuth counter-clockwise from +x, elevation up from the
+horizontal plane. Cartesian rows are converted to polar on reading with the official formulas,
+so a prediction file scores the same here as with the official code.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from glfer_edge._fileio import atomic_path
+from glfer_edge.errors import InputError
+
+EDITIONS: tuple[str, ...] = ("2021", "2022", "2023")
+
+_POLAR_FIX = "expected rows 'frame,class,track,azimuth,elevation' (integers for the first three, no header)"
+
+
+@dataclass(frozen=True)
+class LabelRow:
+    """One active source in one label frame; DOA in polar degrees, distance in metres (2023)."""
+
+    frame: int
+    class_idx: int
+    track: int
+    azimuth: float
+    elevation: float
+    distance: float | None = None
+
+
+@dataclass(frozen=True)
+class MetadataFile:
+    """A parsed metadata CSV.
+
+    ``last_frame`` is the largest frame index on any line, ignored lines included: the official
+    2022/2023 scorer derives the scored length of a reference file from it. None for an empty file.
+    """
+
+    rows: tuple[LabelRow, ...]
+    last_frame: int | None
+
+
+def check_edition(edition: str | int) -> str:
+    """Normalise a DCASE edition ('2021', '2022' or '2023')."""
+    edition = str(edition)
+    if edition not in EDITIONS:
+        raise InputError(f"unknown DCASE edition {edition!r}; choose one of {', '.join(EDITIONS)}")
+    return edition
+
+
+# -- coordinates (official conversion formulas, float64) -------------------------------------
+
+
+def polar_to_cartesian(azimuth: np.ndarray | float, elevation: np.ndarray | float) -> np.ndarray:
+    """Unit DOA vectors (..., 3) from azimuth/elevation in degrees."""
+    azi = np.asarray(azimuth, dtype=np.float64) * np.pi / 180
+    ele = np.asarray(elevation, dtype=np.float64) * np.pi / 180
+    cos_ele = np.cos(ele)
+    return np.stack([np.cos(azi) * cos_ele, np.sin(azi) * cos_ele, np.sin(ele)], axis=-1)
+
+
+def cartesian_to_polar(xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Azimuth and elevation in degrees of vectors (..., 3); the norm is ignored (ACCDOA-safe)."""
+    xyz = np.asarray(xyz, dtype=np.float64)
+    x, y, z = xyz[..., 0], xyz[..., 1], xyz[..., 2]
+    azimuth = np.arctan2(y, x) * 180 / np.pi
+    elevation = np.arctan2(z, np.sqrt(x**2 + y**2)) * 180 / np.pi
+    return azimuth, elevation
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+
+def load_metadata(path: str | Path, edition: str | int = "2023") -> MetadataFile:
+    """Parse a DCASE metadata CSV of the given edition (see the module docstring).
+
+    Raises InputError naming the file and line for a header, a non-integer frame/class/track or a
+    non-finite coordinate. Blank lines are skipped.
+    """
+    edition = check_edition(edition)
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read DCASE metadata {path}: {exc}") from None
+    rows: list[LabelRow] = []
+    last_frame: int | None = None
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        words = line.strip().split(",")
+        if words == [""]:
+            continue
+        frame = _parse(int, words[0], path, lineno, "frame")
+        last_frame = frame if last_frame is None else max(last_frame, frame)
+        row = _parse_row(frame, words, edition, path, lineno)
+        if row is not None:
+            rows.append(row)
+    return MetadataFile(rows=tuple(rows), last_frame=last_frame)
+
+
+def read_metadata_csv(path: str | Path, edition: str | int = "2023") -> list[LabelRow]:
+    """The label rows of a DCASE metadata CSV, in file order (polar degrees)."""
+    return list(load_metadata(path, edition).rows)
+
+
+def _parse_row(frame: int, words: list[str], edition: str, path: Path, lineno: int) -> LabelRow | None:
+    n = len(words)
+    cartesian = (n == 6 and edition != "2023") or (n == 7 and edition == "2023")
+    if n not in (5, 6, 7) or (n == 7 and edition != "2023"):
+        return None  # the official loaders ignore other column counts
+    class_idx = _parse(int, words[1], path, lineno, "class")
+    track = _parse(int, words[2], path, lineno, "track")
+    values = [_parse(float, w, path, lineno, "coordinate") for w in words[3:]]
+    if cartesian:
+        azimuth, elevation = (float(v) for v in cartesian_to_polar(np.array(values[:3])))
+    else:
+        azimuth, elevation = values[0], values[1]
+    distance = values[-1] if edition == "2023" and n in (6, 7) else None
+    return LabelRow(frame, class_idx, track, azimuth, elevation, distance)
+
+
+def _parse(kind: type, word: str, path: Path, lineno: int, what: str):
+    try:
+        value = kind(word)
+    except ValueError:
+        raise InputError(
+            f"corrupt DCASE metadata {path} line {lineno}: {what} {word.strip()!r} is not "
+            f"{'an integer' if kind is int else 'a number'}; {_POLAR_FIX}"
+        ) from None
+    if kind is float and not math.isfinite(value):
+        raise InputError(f"corrupt DCASE metadata {path} line {lineno}: non-finite {what} {word.strip()!r}; {_POLAR_FIX}")
+    return value
+
+
+# -- writing ------------------------------------------------------------------------------------
+
+
+def write_metadata_csv(
+    path: str | Path, rows: Iterable[LabelRow], *, cartesian: bool = False, edition: str | int = "2023"
+) -> None:
+    """Write rows as a DCASE metadata CSV (no header), atomically.
+
+    Polar: ``frame,class,track,azi,ele`` (2023 adds ``,dist`` for rows with a distance).
+    Cartesian (what the baselines write for predictions): ``frame,class,track,x,y,z``; 2023 adds a
+    distance column (the row's distance, else 0). Rows are sorted by frame, keeping the order of
+    rows within a frame: the scorer matches same-class rows by their position within the frame.
+    """
+    edition = check_edition(edition)
+    lines = []
+    for row in sorted(rows, key=lambda r: r.frame):
+        ints = f"{int(row.frame)},{int(row.class_idx)},{int(row.track)}"
+        if cartesian:
+            coords = [float(v) for v in polar_to_cartesian(row.azimuth, row.elevation)]
+            if edition == "2023":
+                coords.append(0.0 if row.distance is None else row.distance)
+        else:
+            coords = [row.azimuth, row.elevation]
+            if edition == "2023" and row.distance is not None:
+                coords.append(row.distance)
+        lines.append(",".join([ints] + [_format_number(v, path) for v in coords]) + "\n")
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(lines), encoding="utf-8")
+
+
+def _format_number(value: float, path: str | Path) -> str:
+    value = float(value)
+    if not math.isfinite(value):
+        raise InputError(f"refusing to write non-finite coordinate {value} to {path}; check the predictions")
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
+# -- frame-wise targets (training) and predictions ---------------------------------------------
+
+
+def labels_to_targets(
+    rows: Sequence[LabelRow], n_frames: int, num_classes: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Frame-wise SED and DOA targets at the 10-fps label rate.
+
+    Returns ``sed`` (n_frames, C) float32 in {0, 1} and ``doa`` (n_frames, C, 3) float32 unit
+    Cartesian vectors for active classes, zeros elsewhere. Rows outside [0, n_frames) or with a
+    class outside [0, C) are dropped. Single-track (ACCDOA) targets hold one DOA per class, so when
+    a class has several sources in a frame the longest track wins (SALSA convention): the
+    (class, track) with the most annotated frames in the file, ties to the lower track index.
+    """
+    sed = np.zeros((n_frames, num_classes), dtype=np.float32)
+    doa = np.zeros((n_frames, num_classes, 3), dtype=np.float32)
+    kept = [r for r in rows if 0 <= r.frame < n_frames and 0 <= r.class_idx < num_classes]
+    length = Counter((r.class_idx, r.track) for r in kept)
+    winner: dict[tuple[int, int], LabelRow] = {}
+    for r in kept:
+        key = (r.frame, r.class_idx)
+        best = winner.get(key)
+        if best is None or (length[(r.class_idx, r.track)], -r.track) > (length[(best.class_idx, best.track)], -best.track):
+            winner[key] = r
+    if winner:
+        frames, classes = (np.array(v) for v in zip(*winner))
+        picked = list(winner.values())
+        sed[frames, classes] = 1.0
+        doa[frames, classes] = polar_to_cartesian([r.azimuth for r in picked], [r.elevation for r in picked])
+    return sed, doa
+
+
+def targets_to_labels(sed_active: np.ndarray, doa: np.ndarray) -> list[LabelRow]:
+    """Label rows (track 0) for the active (frame, class) cells of frame-wise predictions.
+
+    ``sed_active`` is (T, C) bool, ``doa`` (T, C, 3) Cartesian (any norm); frame t of the arrays
+    becomes label frame t, so pass arrays at the 10-fps label rate.
+    """
+    sed_active = np.asarray(sed_active, dtype=bool)
+    doa = np.asarray(doa)
+    if sed_active.ndim != 2 or doa.shape != sed_active.shape + (3,):
+        raise InputError(f"expected sed_active (T, C) and doa (T, C, 3); got {sed_active.shape} and {doa.shape}")
+    frames, classes = np.nonzero(sed_active)
+    azimuth, elevation = cartesian_to_polar(doa[frames, classes])
+    return [
+        LabelRow(int(t), int(c), 0, float(a), float(e))
+        for t, c, a, e in zip(frames, classes, azimuth, elevation)
+    ]
