@@ -82,7 +82,7 @@ class ODConv2d(nn.Module):
     def _forward_folded(self, x, a_c, a_f, a_s, a_k) -> torch.Tensor:
         b, c, h, w = x.shape
         k = self.kernel_size
-        weight = self.weight.unsqueeze(0)  # (1, n, O, I, k, k)
+        weight = self.weight.unsqueeze(0).expand(b, -1, -1, -1, -1, -1)  # (B, n, O, I, k, k)
         if a_s is not None:
             weight = weight * a_s.reshape(b, 1, 1, 1, k, k)
         if a_k is not None:
@@ -107,5 +107,5 @@ class ODConv2d(nn.Module):
         w = self.weight.permute(0, 1, 3, 4, 2).reshape(self.kernel_num * self.out_ch, -1, 1, 1)
         y = F.conv2d(cols, w)  # (B, n*O, H', W')
         if a_k is not None:
-            y = (y.reshape(y.shape[0], self.kernel_num, self.out_ch, h_out, w_out) * a_k[:, :, None, None, None, None]).sum(1)
+            y = (y.reshape(y.shape[0], self.kernel_num, self.out_ch, h_out, w_out) * a_k[:, :, None, None, None]).sum(1)
         return y * a_f

@@ -1,0 +1,13 @@
+# The README's two set-up commands.
+.PHONY: demo test
+
+# Install the deploy extras and run the main job on the bundled default model.
+demo:
+	python3 -m pip install -q -e '.[plot]'
+	glfer-edge run --demo --plot demo.png
+
+# Install CPU torch (local wheel, no CUDA download) + dev extras, then run the whole suite.
+test:
+	python3 -m pip install -q torch==2.13.0
+	python3 -m pip install -q -e '.[dev]'
+	python3 -m pytest -q -p no:cacheprovider

@@ -1,0 +1,57 @@
+"""Packaging: one import namespace, and the deploy-time path imports without torch."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Modules a deploy-only install (no torch) must import.
+DEPLOY_MODULES = [
+    "glfer_edge", "glfer_edge.config", "glfer_edge.frontend", "glfer_edge.weights", "glfer_edge.metadata",
+    "glfer_edge.tolerances", "glfer_edge.cli", "glfer_edge.runtime", "glfer_edge.postprocess",
+    "glfer_edge.commands.run", "glfer_edge.metrics", "glfer_edge.data.dcase",
+]
+
+BLOCK_TORCH = """
+import sys
+class _NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("torch is blocked for this test")
+        return None
+sys.meta_path.insert(0, _NoTorch())
+"""
+
+
+def test_no_generic_top_level_modules() -> None:
+    assert importlib.util.find_spec("glfer_edge.export").origin.startswith(str(ROOT / "export"))
+    assert importlib.util.find_spec("glfer_edge.calibration").origin.startswith(str(ROOT / "calibration"))
+    for generic in ("export", "calibration"):
+        out = subprocess.run(
+            [sys.executable, "-c", f"import importlib.util, sys; sys.path.remove(''); print(importlib.util.find_spec('{generic}'))"],
+            capture_output=True, text=True, cwd="/", check=True,
+        )
+        assert out.stdout.strip() == "None"
+
+
+def test_deploy_path_imports_without_torch() -> None:
+    code = BLOCK_TORCH + "\n".join(f"import {m}" for m in DEPLOY_MODULES) + """
+from glfer_edge.cli import build_parser
+build_parser().parse_args(["run", "--help"]) if False else build_parser()
+assert "torch" not in sys.modules
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
+def test_torch_commands_fail_with_an_install_hint_without_torch() -> None:
+    code = BLOCK_TORCH + "from glfer_edge.cli import main\nsys.exit(main(['info']))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 2
+    assert "pip install 'glfer-edge[torch]'" in out.stderr and "Traceback" not in out.stderr
