@@ -60,6 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `glfer-edge evaluate --json | head`
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

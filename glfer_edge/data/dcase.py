@@ -54,10 +54,12 @@ class MetadataFile:
 
     ``last_frame`` is the largest frame index on any line, ignored lines included: the official
     2022/2023 scorer derives the scored length of a reference file from it. None for an empty file.
+    ``ignored_lines`` flags a file written for another edition (e.g. 7-column 2023 rows read as 2021).
     """
 
     rows: tuple[LabelRow, ...]
     last_frame: int | None
+    ignored_lines: int = 0  # lines with a column count this edition does not read
 
 
 def check_edition(edition: str | int) -> str:
@@ -105,6 +107,7 @@ def load_metadata(path: str | Path, edition: str | int = "2023") -> MetadataFile
         raise InputError(f"cannot read DCASE metadata {path}: {exc}") from None
     rows: list[LabelRow] = []
     last_frame: int | None = None
+    ignored = 0
     for lineno, line in enumerate(text.splitlines(), start=1):
         words = line.strip().split(",")
         if words == [""]:
@@ -112,9 +115,11 @@ def load_metadata(path: str | Path, edition: str | int = "2023") -> MetadataFile
         frame = _parse(int, words[0], path, lineno, "frame")
         last_frame = frame if last_frame is None else max(last_frame, frame)
         row = _parse_row(frame, words, edition, path, lineno)
-        if row is not None:
+        if row is None:
+            ignored += 1
+        else:
             rows.append(row)
-    return MetadataFile(rows=tuple(rows), last_frame=last_frame)
+    return MetadataFile(rows=tuple(rows), last_frame=last_frame, ignored_lines=ignored)
 
 
 def read_metadata_csv(path: str | Path, edition: str | int = "2023") -> list[LabelRow]:
