@@ -1,7 +1,9 @@
 """Procedural dry (mono) signals for the 13 classes of the synthetic scene generator.
 
 Every class is a distribution: pitch, timing, timbre and rhythm are drawn per instance from the
-``numpy.random.Generator`` passed in. Signals are normalised to unit RMS; the scene sets levels.
+``numpy.random.Generator`` passed in. Signals are normalised so that their loudest 100-ms window
+has unit RMS (a short-term level that treats impulsive and steady classes alike); the scene sets
+levels.
 Sound inside an event has no silent stretch much longer than a 100-ms label frame (rhythmic
 classes keep their inter-onset gaps short or let decays fill them), so frame labels that follow
 the event's extent also follow its energy.
@@ -17,13 +19,15 @@ from scipy.ndimage import uniform_filter1d
 
 from glfer_edge.errors import InputError
 
-__all__ = ["SOURCE_CLASSES", "synthesize"]
+__all__ = ["SOURCE_CLASSES", "synthesize", "short_term_power"]
 
 _FADE_S = 0.005  # onset/offset ramps: no clicks at event boundaries
 
 
 def synthesize(class_name: str, duration_s: float, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
-    """One random instance of ``class_name``: float64 mono, unit RMS, at most ``duration_s`` long.
+    """One random instance of ``class_name``: float64 mono, at most ``duration_s`` long.
+
+    The loudest 100-ms window has unit RMS.
 
     Impulsive classes (doorSlam) end with their decay and may be shorter than ``duration_s``.
     """
@@ -39,7 +43,12 @@ def synthesize(class_name: str, duration_s: float, sample_rate: int, rng: np.ran
     fade = np.linspace(0.0, 1.0, ramp, endpoint=False)
     x[:ramp] *= fade
     x[len(x) - ramp:] *= fade[::-1]
-    return x / max(np.sqrt(np.mean(x**2)), 1e-12)
+    return x / max(np.sqrt(short_term_power(x, sample_rate).max()), 1e-12)
+
+
+def short_term_power(x: np.ndarray, sample_rate: int, window_s: float = 0.1) -> np.ndarray:
+    """Mean power of ``x`` in a sliding window of ``window_s`` (centred, zero outside ``x``)."""
+    return uniform_filter1d(x**2, max(1, int(window_s * sample_rate)), mode="constant")
 
 
 # -- building blocks ------------------------------------------------------------------------
@@ -312,15 +321,15 @@ def _engine(n: int, fs: int, rng: np.random.Generator) -> np.ndarray:
 
 def _clapping(n: int, fs: int, rng: np.random.Generator) -> np.ndarray:
     """Hand claps: bright noise bursts; one fast clapper or a few slower ones."""
-    clappers = 1 if rng.random() < 0.5 else rng.integers(3, 6)
-    interval = (0.12, 0.18) if clappers == 1 else (0.2, 0.3)
+    clappers = 1 if rng.random() < 0.5 else rng.integers(3, 7)
+    interval = (0.11, 0.16) if clappers == 1 else (0.18, 0.25)
     out = np.zeros(n)
     m = int(0.2 * fs)
     for i in range(clappers):
         centre = rng.uniform(800, 2500)
         start = rng.uniform(0.0, 0.1) if i else 0.0
         for onset in start + _onsets(n / fs - start, interval, rng):
-            clap = _bandpass(rng.standard_normal(m), centre / 2, centre * 3, fs) * _decay(m, fs, rng.uniform(0.008, 0.02))
+            clap = _bandpass(rng.standard_normal(m), centre / 2, centre * 3, fs) * _decay(m, fs, rng.uniform(0.01, 0.025))
             _place(out, rng.uniform(0.6, 1.0) * clap, int(onset * fs))
     return out
 
