@@ -89,6 +89,7 @@ class GLFERNet(nn.Module):
             if isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight)
                 nn.init.zeros_(m.bias)
+        nn.init.constant_(self.decoder.sed_head[-1].bias, self.config.model.sed_bias_init)
         for name, p in self.decoder.gru.named_parameters():
             if name.startswith("bias"):
                 nn.init.zeros_(p)

@@ -1,0 +1,54 @@
+"""``glfer-edge train``: train GLFER-Net on a DCASE-layout dataset with the paper's recipe."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, help="dataset folder with foa_dev/<split>/*.wav and metadata_dev/<split>/*.csv")
+    parser.add_argument("--preset", default="tiny", help="model preset (tiny, paper, ...; see glfer-edge info); default tiny")
+    parser.add_argument("--layout", default="synth", choices=("synth", "dcase2021", "starss23"),
+                        help="dataset layout: class list, CSV edition and split names (default synth)")
+    parser.add_argument("--out", default="runs/train", help="output folder (default runs/train)")
+    parser.add_argument("--epochs", type=int, default=50, help="epochs (default 50, the paper's)")
+    parser.add_argument("--batch-size", type=int, default=8, help="segments per batch (default 8)")
+    parser.add_argument("--lr", type=float, default=3e-4, help="AdamW learning rate, cosine-annealed per step (default 3e-4)")
+    parser.add_argument("--seed", type=int, default=2021, help="seed of initialisation, shuffling and augmentation")
+    parser.add_argument("--train-split", default="train", help="split(s) to train on (default train)")
+    parser.add_argument("--val-split", default="val", help="split to validate on each epoch; 'none' to skip (default val)")
+    parser.add_argument("--train-hop", type=float, default=None,
+                        help="seconds between training segments of long files (default: the segment length)")
+    parser.add_argument("--doa-loss", choices=("mse", "mae"), default="mse", help="masked DOA regression loss (default mse)")
+    parser.add_argument("--no-augment", action="store_true", help="disable channel swap, frequency shift and cutout")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's choice); use 1 when other jobs share the cores")
+    parser.add_argument("--resume", action="store_true", help="continue from <out>/last.safetensors")
+    parser.add_argument("--max-minutes", type=float, default=None,
+                        help="stop before an epoch that would end after this many minutes (resume later)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines (train.log still written)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from glfer_edge.config import get_preset
+    from glfer_edge.errors import InputError, require
+
+    require("torch", "torch", "training")
+    from glfer_edge.training import AugmentConfig, TrainConfig, Trainer
+
+    try:
+        config = get_preset(args.preset)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    recipe = TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, doa_loss=args.doa_loss,
+        augment=None if args.no_augment else AugmentConfig(), layout=args.layout,
+        train_split=args.train_split, val_split=None if args.val_split.lower() == "none" else args.val_split,
+        train_hop_seconds=args.train_hop, seed=args.seed, device=args.device, num_threads=args.threads,
+        max_minutes=args.max_minutes,
+    )
+    result = Trainer(config, args.data, args.out, recipe, progress=not args.quiet).fit(resume=args.resume)
+    status = "stopped by --max-minutes (continue with --resume)" if result.stopped_early else "done"
+    print(f"{status}: best epoch {result.best_epoch} -> {result.best_path}; last -> {result.last_path}")
+    return 0

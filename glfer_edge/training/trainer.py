@@ -1,0 +1,418 @@
+"""The paper's training recipe (section 4.1): AdamW, lr 3e-4, per-step cosine annealing, batch 8, 8-s segments.
+
+One epoch: shuffled training segments -> channel swap on the audio -> frontend (no gradient) ->
+frequency shift + cutout on the standardized features -> GLFER-Net logits -> SELDLoss. After each
+epoch the validation split is scored with the official DCASE metrics (rows from
+glfer_edge.postprocess.outputs_to_rows, as ``glfer-edge run`` writes them: SED threshold of the
+config, each 5-fps output frame repeated to two 10-fps label frames) and the weights with the
+lowest SELD error are kept.
+
+Standardization statistics are fitted on the training split only (unstandardized features of the
+whole files) and travel in the weights as frontend buffers.
+
+Files in the output folder: ``best.safetensors`` (weights + config + training provenance),
+``last.safetensors`` (weights after the last finished epoch) with ``last_state.safetensors``
+(optimizer tensors, scheduler/epoch/best-so-far as JSON metadata; no pickle), ``history.json``
+and ``train.log``. Randomness is re-seeded from (seed, epoch) at every epoch start, so a resumed
+run draws exactly what an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from glfer_edge import metadata as md
+from glfer_edge._fileio import atomic_path, write_text_atomic
+from glfer_edge.config import SELDConfig
+from glfer_edge.data.layout import get_layout
+from glfer_edge.errors import ArtifactError, GlferError, InputError
+from glfer_edge.frontend import fit_standardization
+from glfer_edge.metrics import SELDMetrics, check_average
+from glfer_edge.model.glfernet import GLFERNet
+from glfer_edge.postprocess import outputs_to_rows
+from glfer_edge.training.augment import AugmentConfig, SELDAugment
+from glfer_edge.training.dataset import SELDDataset
+from glfer_edge.training.loss import LossTerms, SELDLoss
+from glfer_edge.weights import load_model, read_metadata, save_weights
+
+__all__ = ["TrainConfig", "TrainResult", "Trainer", "cosine_scheduler", "predict"]
+
+_STATE_KEY = "glfer_edge.train_state"
+_STATS_CHUNK_S = 60.0  # whole files are read in chunks of this length to fit the statistics
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Recipe and run options; defaults are the paper's (AdamW, lr 3e-4, cosine, batch 8, 50 epochs)."""
+
+    epochs: int = 50
+    batch_size: int = 8
+    lr: float = 3e-4
+    weight_decay: float = 0.01  # AdamW default
+    min_lr: float = 0.0  # cosine floor
+    sed_weight: float = 0.3  # lambda
+    doa_loss: str = "mse"  # 'mse' (paper) or 'mae' (SALSA)
+    augment: AugmentConfig | None = AugmentConfig()  # None: no augmentation
+    layout: str = "synth"
+    train_split: str = "train"
+    val_split: str | None = "val"  # None: no validation, best = last
+    average: str | None = None  # metric averaging; None: macro (2022/2023) or micro (2021)
+    train_hop_seconds: float | None = None  # None: the segment length (non-overlapping)
+    seed: int = 2021
+    device: str = "cpu"
+    num_threads: int | None = None
+    max_minutes: float | None = None  # stop before an epoch that would end past this budget
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 2 or self.lr <= 0:
+            raise InputError(
+                f"need epochs >= 1, batch size >= 2 (BatchNorm) and lr > 0; got {self.epochs}, {self.batch_size}, {self.lr}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    best_path: Path
+    last_path: Path
+    history: list[dict[str, Any]]
+    best_epoch: int
+    stopped_early: bool  # the time budget ended the run before ``epochs``
+
+
+def cosine_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, min_lr: float) -> torch.optim.lr_scheduler.LambdaLR:
+    """Cosine annealing from the optimizer's lr to ``min_lr`` over ``total_steps`` optimizer steps, in closed
+    form: a resumed run with more epochs continues on the longer curve instead of staying at ``min_lr``."""
+    base = optimizer.param_groups[0]["lr"]
+    floor = min_lr / base
+
+    def factor(step: int) -> float:
+        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / max(total_steps, 1)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _seed(seed: int, epoch: int, stream: int) -> int:
+    return int(np.random.SeedSequence([seed, epoch, stream]).generate_state(1)[0])
+
+
+class Trainer:
+    """Trains ``GLFERNet(config)`` on ``data_root`` (DCASE layout) and writes the run into ``out_dir``."""
+
+    def __init__(
+        self, config: SELDConfig, data_root: str | Path, out_dir: str | Path, train: TrainConfig = TrainConfig(),
+        *, progress: bool = True,
+    ) -> None:
+        self.train_cfg = train
+        self.out_dir = Path(out_dir)
+        self.progress = progress
+        self.device = _device(train.device)
+        if train.num_threads:
+            torch.set_num_threads(train.num_threads)
+        layout = get_layout(train.layout)
+        if layout.num_classes != config.model.num_classes:
+            raise InputError(
+                f"dataset layout '{layout.name}' has {layout.num_classes} classes but preset '{config.name}' "
+                f"predicts {config.model.num_classes}; pick a preset with {layout.num_classes} classes"
+            )
+        self.config = config.replace(class_names=layout.class_names)
+        self.average = check_average(layout.edition, train.average)
+        self.train_set = SELDDataset(
+            data_root, self.config, train.train_split, layout=layout, train=True,
+            hop_seconds=train.train_hop_seconds, seed=train.seed,
+        )
+        self.val_set = None if train.val_split is None else SELDDataset(data_root, self.config, train.val_split, layout=layout)
+        self.steps_per_epoch = len(self.train_set) // train.batch_size
+        if self.steps_per_epoch < 1:
+            raise InputError(
+                f"the training split has {len(self.train_set)} segments, fewer than one batch of {train.batch_size}; "
+                "lower --batch-size or add data"
+            )
+        torch.manual_seed(train.seed)
+        self.model = GLFERNet(self.config).to(self.device)
+        self.loss_fn = SELDLoss(train.sed_weight, train.doa_loss)
+        self.augment = None if train.augment is None else SELDAugment(train.augment, self.config.features.channel_order)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
+        self.scheduler = cosine_scheduler(self.optimizer, train.epochs * self.steps_per_epoch, train.min_lr)
+        self.epoch = 0  # finished epochs
+        self.best_epoch = 0
+        self.best_seld = math.inf
+        self.history: list[dict[str, Any]] = []
+        self.data_root = Path(data_root)
+
+    # -- paths ---------------------------------------------------------------------------------
+    @property
+    def best_path(self) -> Path:
+        return self.out_dir / "best.safetensors"
+
+    @property
+    def last_path(self) -> Path:
+        return self.out_dir / "last.safetensors"
+
+    @property
+    def state_path(self) -> Path:
+        return self.out_dir / "last_state.safetensors"
+
+    # -- the run -------------------------------------------------------------------------------
+    def fit(self, resume: bool = False, stop_after: int | None = None) -> TrainResult:
+        """Train until ``epochs`` (or the time budget, or epoch ``stop_after`` of the same schedule);
+        ``resume`` continues from ``last.safetensors``."""
+        start = time.monotonic()
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if resume:
+            self.load_last()
+            self.log(f"resumed after epoch {self.epoch} (best epoch {self.best_epoch}, SELD {self.best_seld:.4f})")
+        elif self.last_path.exists() or self.best_path.exists():
+            raise InputError(f"{self.out_dir} already holds a training run; pass --resume to continue it or choose another --out")
+        else:
+            self._describe()
+            self.fit_statistics()
+        stopped_early = False
+        durations: list[float] = []
+        last = self.train_cfg.epochs if stop_after is None else min(stop_after, self.train_cfg.epochs)
+        for epoch in range(self.epoch + 1, last + 1):
+            if self._out_of_time(start, durations):
+                stopped_early = True
+                self.log(f"stopping before epoch {epoch}: --max-minutes {self.train_cfg.max_minutes} would be exceeded")
+                break
+            t0 = time.monotonic()
+            self.run_epoch(epoch)
+            durations.append(time.monotonic() - t0)
+        return TrainResult(self.best_path, self.last_path, self.history, self.best_epoch, stopped_early)
+
+    def _describe(self) -> None:
+        n_params = sum(p.numel() for p in self.model.parameters())
+        self.log(
+            f"preset {self.config.name}: {n_params} parameters; {len(self.train_set.recordings)} training files "
+            f"({len(self.train_set)} segments, {self.steps_per_epoch} steps/epoch), "
+            f"{0 if self.val_set is None else len(self.val_set.recordings)} validation files; device {self.device}"
+        )
+
+    def fit_statistics(self) -> None:
+        """Fit the frontend's standardization statistics on the training split (whole files)."""
+        t0 = time.monotonic()
+        mean, std = fit_standardization(self._training_features())
+        self.model.frontend.set_statistics(mean, std)
+        self.log(f"standardization statistics fitted on the training split in {time.monotonic() - t0:.1f} s")
+
+    def _training_features(self) -> Iterator[np.ndarray]:
+        """Unstandardized features (7, T, F) of every training file, in chunks of up to a minute."""
+        chunk = int(_STATS_CHUNK_S * self.config.features.sample_rate)
+        with torch.no_grad():
+            for rec in self.train_set.recordings:
+                for s in range(0, rec.n_samples, chunk):
+                    audio = SELDDataset.read_audio(rec, s, min(chunk, rec.n_samples - s))
+                    feats = self.model.frontend.linspeciv(torch.from_numpy(audio)[None].to(self.device))
+                    yield feats[0].cpu().numpy()
+
+    def _out_of_time(self, start: float, durations: list[float]) -> bool:
+        if self.train_cfg.max_minutes is None:
+            return False
+        expected = np.mean(durations) if durations else 0.0
+        return time.monotonic() - start + expected > 60.0 * self.train_cfg.max_minutes
+
+    def run_epoch(self, epoch: int) -> dict[str, Any]:
+        """Train one epoch, validate, update best/last checkpoints and the history; returns the history entry."""
+        t0 = time.monotonic()
+        lr = self.optimizer.param_groups[0]["lr"]
+        train_terms = self.train_epoch(epoch)
+        entry: dict[str, Any] = {"epoch": epoch, "lr": lr, "train": train_terms}
+        seld = None
+        if self.val_set is not None:
+            entry["val"] = self.validate()
+            seld = entry["val"][self.average]["SELD"]
+        entry["seconds"] = round(time.monotonic() - t0, 2)
+        self.epoch = epoch
+        improved = seld is None or seld < self.best_seld  # without validation the latest weights are the best
+        if improved:
+            self.best_epoch = epoch
+            self.best_seld = math.inf if seld is None else seld
+            save_weights(self.model, self.best_path, extra_metadata={md.KEY_TRAINING: self._provenance(entry)})
+        entry["best"] = improved
+        self.history.append(entry)
+        self.save_last()
+        write_text_atomic(self.out_dir / "history.json", json.dumps(self.history, indent=1) + "\n")
+        self.log(_summary(entry, self.train_cfg.epochs, self.average))
+        return entry
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        """One pass over the shuffled training segments; returns the mean loss terms."""
+        self.model.train()
+        torch.manual_seed(_seed(self.train_cfg.seed, epoch, 0))  # dropout
+        order = torch.Generator().manual_seed(_seed(self.train_cfg.seed, epoch, 1))
+        aug = torch.Generator().manual_seed(_seed(self.train_cfg.seed, epoch, 2))
+        self.train_set.set_epoch(epoch)
+        loader = DataLoader(self.train_set, batch_size=self.train_cfg.batch_size, shuffle=True, drop_last=True, generator=order)
+        sums = np.zeros(3)
+        bar = tqdm(loader, total=self.steps_per_epoch, desc=f"epoch {epoch}/{self.train_cfg.epochs}",
+                   disable=not self.progress, leave=False, unit="step")
+        for audio, sed, doa in bar:
+            terms = self.train_step(audio, sed, doa, aug)
+            sums += [float(t) for t in terms]
+            bar.set_postfix(loss=f"{float(terms.total):.4f}")
+        return dict(zip(("loss", "sed", "doa"), (sums / self.steps_per_epoch).tolist()))
+
+    def train_step(self, audio: torch.Tensor, sed: torch.Tensor, doa: torch.Tensor, g: torch.Generator) -> LossTerms:
+        """One optimizer step on a batch of audio (B, 4, N) and label-rate targets; returns the loss terms."""
+        if self.augment is not None:
+            audio, doa = self.augment.audio(audio, doa, g)
+        audio, sed, doa = (t.to(self.device) for t in (audio, sed, doa))
+        with torch.no_grad():
+            feats = self.model.frontend(audio)
+            if self.augment is not None:
+                feats = self.augment.features(feats, g)
+        sed_logits, doa_pred = self.model.logits(feats)
+        terms = self.loss_fn(sed_logits, doa_pred, sed, doa)
+        if not torch.isfinite(terms.total):
+            raise GlferError(f"training diverged (loss {float(terms.total)}); lower --lr or check the dataset for silent/clipped files")
+        self.optimizer.zero_grad(set_to_none=True)
+        terms.total.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        return LossTerms(*(t.detach() for t in terms))
+
+    # -- validation ----------------------------------------------------------------------------
+    def validate(self) -> dict[str, Any]:
+        """Loss and DCASE metrics (the configured averaging, plus micro) on the validation split."""
+        outputs, terms = predict(self.model, self.val_set, self.train_cfg.batch_size, self.device, self.loss_fn)
+        averages = [self.average] + (["micro"] if self.average != "micro" else [])
+        fs = self.config.features.sample_rate
+        result: dict[str, Any] = dict(terms)
+        for average in averages:
+            metrics = SELDMetrics(self.config.model.num_classes, edition=self.val_set.layout.edition, average=average)
+            for rec, (sed, doa) in zip(self.val_set.recordings, outputs):
+                if rec.rows or rec.last_frame is not None:  # the official scorer cannot score an empty file
+                    rows = outputs_to_rows(sed, doa, self.config, duration=rec.n_samples / fs)
+                    metrics.update(rec.rows, rows, ref_last_frame=rec.last_frame)
+            r = metrics.compute()
+            result[average] = {"ER20": r.er, "F20": r.f, "LE_CD": r.le, "LR_CD": r.lr, "SELD": r.seld}
+        return result
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def _provenance(self, entry: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "epoch": entry["epoch"], "metrics": entry.get("val"), "train_loss": entry["train"]["loss"],
+            "data": self.data_root.resolve().name, "layout": self.train_set.layout.name,
+            "train_files": len(self.train_set.recordings),
+            "val_files": 0 if self.val_set is None else len(self.val_set.recordings),
+            "recipe": self.train_cfg.to_dict(), "torch": torch.__version__,
+        }
+
+    def save_last(self) -> None:
+        """``last_state`` first, then ``last``: both carry the epoch, so a torn pair is detected on resume."""
+        tensors, opt_meta = _flatten_optimizer(self.optimizer.state_dict())
+        state = {
+            "epoch": self.epoch, "best_epoch": self.best_epoch, "best_seld": self.best_seld,
+            "optimizer": opt_meta, "scheduler": self.scheduler.state_dict(), "recipe": self.train_cfg.to_dict(),
+        }
+        with atomic_path(self.state_path) as tmp:
+            save_file(tensors, str(tmp), metadata={_STATE_KEY: json.dumps(state)})
+        save_weights(self.model, self.last_path, extra_metadata={_STATE_KEY: {"epoch": self.epoch}})
+
+    def load_last(self) -> None:
+        """Restore weights, optimizer, scheduler, epoch, best-so-far and history from the output folder."""
+        if not self.last_path.is_file() or not self.state_path.is_file():
+            raise InputError(f"nothing to resume in {self.out_dir}: no last.safetensors/last_state.safetensors; drop --resume")
+        model = load_model(self.last_path, config=self.config)
+        self.model.load_state_dict(model.state_dict())
+        with safe_open(str(self.state_path), framework="pt") as f:
+            state = json.loads(f.metadata()[_STATE_KEY])
+        weights_epoch = json.loads(read_metadata(self.last_path).get(_STATE_KEY, "{}")).get("epoch")
+        if weights_epoch != state["epoch"]:
+            raise ArtifactError(
+                f"{self.last_path} (epoch {weights_epoch}) and {self.state_path} (epoch {state['epoch']}) disagree; "
+                "the last save was interrupted: start again without --resume"
+            )
+        self.optimizer.load_state_dict(_unflatten_optimizer(load_file(str(self.state_path)), state["optimizer"]))
+        self.scheduler.load_state_dict(state["scheduler"])  # the step count; the curve follows this run's --epochs
+        self.epoch, self.best_epoch, self.best_seld = state["epoch"], state["best_epoch"], state["best_seld"]
+        history_path = self.out_dir / "history.json"
+        history = json.loads(history_path.read_text()) if history_path.is_file() else []
+        self.history = [h for h in history if h["epoch"] <= self.epoch]
+
+    def log(self, message: str) -> None:
+        line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}"
+        with open(self.out_dir / "train.log", "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+        if self.progress:
+            tqdm.write(message)
+
+
+def predict(
+    model: GLFERNet, dataset: SELDDataset, batch_size: int, device: torch.device, loss_fn: SELDLoss | None = None
+) -> tuple[list[tuple[np.ndarray, np.ndarray]], dict[str, float]]:
+    """Per-recording SED probabilities (T', C) and DOA (T', C, 3) at the output rate, joined from contiguous
+    evaluation segments, plus the mean loss terms when ``loss_fn`` is given."""
+    model.eval()
+    per_segment: list[tuple[np.ndarray, np.ndarray]] = []
+    sums, n_batches = np.zeros(3), 0
+    with torch.no_grad():
+        for audio, sed, doa in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+            sed_logits, doa_pred = model.logits(model.frontend(audio.to(device)))
+            if loss_fn is not None:
+                sums += [float(t) for t in loss_fn(sed_logits, doa_pred, sed.to(device), doa.to(device))]
+                n_batches += 1
+            per_segment += list(zip(torch.sigmoid(sed_logits).cpu().numpy(), doa_pred.cpu().numpy()))
+    parts: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in dataset.recordings]
+    for (rec_index, _), out in zip(dataset.segments, per_segment):  # contiguous segments, in order
+        parts[rec_index].append(out)
+    outputs = [(np.concatenate([p[0] for p in ps]), np.concatenate([p[1] for p in ps])) for ps in parts]
+    terms = dict(zip(("loss", "sed", "doa"), (sums / max(n_batches, 1)).tolist())) if loss_fn is not None else {}
+    return outputs, terms
+
+
+def _summary(entry: dict[str, Any], epochs: int, average: str) -> str:
+    t = entry["train"]
+    text = f"epoch {entry['epoch']}/{epochs}: train loss {t['loss']:.4f} (sed {t['sed']:.4f}, doa {t['doa']:.4f})"
+    if "val" in entry:
+        v, m = entry["val"], entry["val"][average]
+        text += (
+            f"; val loss {v['loss']:.4f}, {average} ER20 {m['ER20']:.3f} F20 {m['F20']:.3f} "
+            f"LE_CD {m['LE_CD']:.1f} LR_CD {m['LR_CD']:.3f} SELD {m['SELD']:.4f}"
+        )
+    return text + f"; {entry['seconds']:.0f} s" + (" *best*" if entry["best"] else "")
+
+
+def _device(name: str) -> torch.device:
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise InputError(f"unknown device {name!r}; use cpu or cuda")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError("CUDA is not available to torch on this machine; use --device cpu")
+    return torch.device(name)
+
+
+def _flatten_optimizer(state_dict: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Optimizer state -> flat tensors ``state.<param>.<name>`` + JSON-able rest (param groups, scalars)."""
+    tensors, scalars = {}, {}
+    for index, param_state in state_dict["state"].items():
+        for name, value in param_state.items():
+            if torch.is_tensor(value):
+                tensors[f"state.{index}.{name}"] = value.detach().cpu().contiguous()
+            else:
+                scalars.setdefault(str(index), {})[name] = value
+    return tensors, {"param_groups": state_dict["param_groups"], "scalars": scalars}
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {int(i): dict(v) for i, v in meta["scalars"].items()}
+    for key, value in tensors.items():
+        _, index, name = key.split(".", 2)
+        state.setdefault(int(index), {})[name] = value
+    groups = [{k: tuple(v) if k == "betas" else v for k, v in g.items()} for g in meta["param_groups"]]
+    return {"state": state, "param_groups": groups}

@@ -1,0 +1,272 @@
+"""Training: SELD loss by hand, FOA channel swap vs the intensity vector, dataset segments, fit and resume."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from safetensors.torch import load_file
+
+from glfer_edge.cli import main
+from glfer_edge.config import get_preset
+from glfer_edge.data.dcase import LabelRow, write_metadata_csv
+from glfer_edge.data.synth import SceneConfig, plane_wave, write_dataset
+from glfer_edge.errors import InputError
+from glfer_edge.frontend.module import FOAFrontend
+from glfer_edge.training import (
+    FOA_TRANSFORMS, AugmentConfig, SELDAugment, SELDDataset, SELDLoss, TrainConfig, Trainer,
+)
+from glfer_edge.training.augment import composite_cutout, frequency_shift
+
+FS = 24000
+# Short segments keep a tiny-preset step well under a second on CPU.
+TINY_1S = get_preset("tiny").replace(segment_seconds=1.0)
+TINY_08S = get_preset("tiny").replace(segment_seconds=0.8)
+
+
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    n = torch.get_num_threads()  # Trainer sets the process-wide thread count
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def synth_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synth")
+    scenes = SceneConfig(duration_s=1.0, max_polyphony=2)
+    write_dataset(root, 2, scenes, seed=1, split="train", progress=False)
+    write_dataset(root, 1, scenes, seed=2, split="val", progress=False)
+    return root
+
+
+# -- loss ---------------------------------------------------------------------------------------
+
+
+def _loss_case():
+    """4 label frames (2 output frames), 2 classes; class 0 active in frames 0-1, class 1 in frame 3 only."""
+    sed = torch.zeros(1, 4, 2)
+    doa = torch.zeros(1, 4, 2, 3)
+    sed[0, 0, 0] = sed[0, 1, 0] = sed[0, 3, 1] = 1.0
+    doa[0, 0, 0] = torch.tensor([1.0, 0.0, 0.0])  # frame 2j active: its DOA is the target
+    doa[0, 1, 0] = torch.tensor([0.0, 1.0, 0.0])
+    doa[0, 3, 1] = torch.tensor([0.0, 0.0, 1.0])  # only frame 2j + 1 active
+    pred = torch.full((1, 2, 2, 3), 0.9)  # inactive cells must not count
+    pred[0, 0, 0] = torch.tensor([0.5, 0.0, 0.0])  # squared error 0.25, absolute 0.5
+    pred[0, 1, 1] = torch.tensor([0.0, 0.0, 0.0])  # squared error 1.0, absolute 1.0
+    return torch.zeros(1, 2, 2), pred, sed, doa
+
+
+def test_seld_loss_worked_out_by_hand():
+    logits, pred, sed, doa = _loss_case()
+    terms = SELDLoss(sed_weight=0.3)(logits, pred, sed, doa)
+    assert float(terms.sed) == pytest.approx(math.log(2), abs=1e-6)  # BCE of logit 0 is ln 2 for any target
+    assert float(terms.doa) == pytest.approx((0.25 + 1.0) / 2, abs=1e-6)  # 2 active (frame, class) cells
+    assert float(terms.total) == pytest.approx(0.3 * math.log(2) + 0.7 * 0.625, abs=1e-6)
+    mae = SELDLoss(sed_weight=0.3, doa_loss="mae")(logits, pred, sed, doa)
+    assert float(mae.doa) == pytest.approx((0.5 + 1.0) / 2, abs=1e-6)
+
+
+def test_seld_loss_sed_term_uses_max_over_frame_pairs():
+    logits, pred, sed, doa = _loss_case()
+    logits = torch.tensor([[[2.0, -1.0], [0.5, 3.0]]])
+    terms = SELDLoss()(logits, pred, sed, doa)
+    # reduced targets: output frame 0 -> [1, 0], output frame 1 -> [0, 1]
+    bce = [math.log1p(math.exp(-2.0)), math.log1p(math.exp(-1.0)), math.log1p(math.exp(0.5)), math.log1p(math.exp(-3.0))]
+    assert float(terms.sed) == pytest.approx(sum(bce) / 4, abs=1e-6)
+
+
+# -- augmentation -------------------------------------------------------------------------------
+
+
+def _iv_directions(audio: torch.Tensor) -> np.ndarray:
+    """Mean unit intensity vectors of ACN audio (B, 4, N) as Cartesian (B, 3); IV channels are Y, Z, X."""
+    with torch.no_grad():
+        iv = FOAFrontend(get_preset("tiny").features).linspeciv(audio.float())[:, 4:, :, 5:150].mean(dim=(2, 3))
+    v = iv[:, [2, 0, 1]].double().numpy()
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def _angles_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.degrees(np.arccos(np.clip(np.sum(a * b, axis=-1), -1, 1)))
+
+
+@pytest.mark.parametrize("azimuth, elevation", [(30.0, 20.0), (-120.0, -35.0)])
+def test_channel_swap_labels_follow_the_audio_intensity_vector(azimuth, elevation, rng):
+    source = torch.from_numpy(plane_wave(rng.standard_normal(FS // 5), azimuth, elevation))
+    el, az = np.radians(elevation), np.radians(azimuth)
+    label = torch.tensor([np.cos(az) * np.cos(el), np.sin(az) * np.cos(el), np.sin(el)])
+    assert _angles_deg(_iv_directions(source[None])[0], label.numpy()) < 1.0
+    moved = torch.stack([swap.apply_audio(source) for swap in FOA_TRANSFORMS])
+    targets = torch.stack([swap.apply_doa(label) for swap in FOA_TRANSFORMS]).numpy()
+    errors = _angles_deg(_iv_directions(moved), targets)
+    assert np.all(errors < 1.0), errors
+    assert len({tuple(np.round(t, 6)) for t in targets}) == 16  # all 16 transforms give distinct directions
+
+
+def test_channel_swap_fuma_matches_acn(rng):
+    acn = rng.standard_normal((4, 64))
+    fuma = acn[[0, 3, 1, 2]]  # W, X, Y, Z
+    for swap in FOA_TRANSFORMS:
+        a = swap.apply_audio(torch.from_numpy(acn)).numpy()
+        f = swap.apply_audio(torch.from_numpy(fuma), "fuma").numpy()
+        np.testing.assert_array_equal(f, a[[0, 3, 1, 2]])
+
+
+def test_augment_audio_transforms_labels_of_the_swapped_samples_only(rng):
+    audio = torch.from_numpy(plane_wave(rng.standard_normal(4800), 40.0, 10.0)).float()[None].repeat(6, 1, 1)
+    az, el = np.radians(40.0), np.radians(10.0)
+    doa = torch.zeros(6, 10, 2, 3)
+    doa[:, :, 0] = torch.tensor([np.cos(az) * np.cos(el), np.sin(az) * np.cos(el), np.sin(el)])
+    out_audio, out_doa = SELDAugment(AugmentConfig(channel_swap=0.5)).audio(audio, doa, torch.Generator().manual_seed(3))
+    assert np.all(_angles_deg(_iv_directions(out_audio), out_doa[:, 0, 0].numpy()) < 1.5)
+    assert torch.equal(out_doa[:, :, 1], torch.zeros(6, 10, 3))  # inactive class stays zero
+    assert len({tuple(np.round(d, 4)) for d in out_doa[:, 0, 0].numpy()}) > 1  # some samples were swapped
+    again = SELDAugment(AugmentConfig(channel_swap=0.5)).audio(audio, doa, torch.Generator().manual_seed(3))
+    assert torch.equal(again[0], out_audio) and torch.equal(again[1], out_doa)
+
+
+def test_frequency_shift_moves_bins_and_reflects_the_edge():
+    x = torch.arange(7 * 3 * 20, dtype=torch.float32).reshape(7, 3, 20)
+    for seed in range(8):
+        g = torch.Generator().manual_seed(seed)
+        y = frequency_shift(x, g, max_shift=9)
+        k = next(k for k in range(1, 10) if torch.equal(y[..., k:], x[..., :-k]) or torch.equal(y[..., :-k], x[..., k:]))
+        if torch.equal(y[..., k:], x[..., :-k]):  # up: reflected low edge
+            assert torch.equal(y[..., :k], x[..., 1 : k + 1].flip(-1))
+        else:  # down: reflected high edge
+            assert torch.equal(y[..., -k:], x[..., -k - 1 : -1].flip(-1))
+
+
+def test_composite_cutout_fills_spectrograms_and_zeroes_intensity_vectors():
+    x = torch.randn(7, 64, 20) + 5.0  # no exact zeros, no constant regions
+    for seed in range(12):
+        y = composite_cutout(x, torch.Generator().manual_seed(seed))
+        changed = (y != x).any(dim=0)
+        assert 0 < changed.sum() < changed.numel()
+        assert torch.all(y[4:][:, changed] == 0)
+        values = torch.unique(y[:4][:, changed])
+        assert torch.all((values >= x.min()) & (values <= x.max()))
+        assert len(values) <= 8  # one fill value per region (at most 8 holes)
+        assert torch.equal(y, composite_cutout(x, torch.Generator().manual_seed(seed)))
+
+
+# -- dataset ------------------------------------------------------------------------------------
+
+
+def _write_recording(root, split, name, seconds, rows):
+    wav = root / "foa_dev" / split / f"{name}.wav"
+    wav.parent.mkdir(parents=True, exist_ok=True)
+    n = int(seconds * FS)
+    sf.write(wav, np.tile(np.arange(n, dtype=np.float32)[:, None] / n, (1, 4)), FS, subtype="FLOAT")
+    write_metadata_csv(root / "metadata_dev" / split / f"{name}.csv", rows)
+
+
+def test_dataset_cuts_contiguous_eval_segments_with_aligned_labels(tmp_path):
+    _write_recording(tmp_path, "val", "a", 2.5, [LabelRow(3, 1, 0, 90.0, 0.0), LabelRow(22, 4, 0, 0.0, 90.0)])
+    ds = SELDDataset(tmp_path, TINY_1S, "val")
+    assert ds.segments == [(0, 0), (0, 10), (0, 20)]
+    audio, sed, doa = ds[2]
+    assert audio.shape == (4, FS) and sed.shape == (10, 13) and doa.shape == (10, 13, 3)
+    n = int(2.5 * FS)
+    np.testing.assert_allclose(audio[0, : FS // 2].numpy(), np.arange(2 * FS, n) / n, rtol=1e-6)
+    assert torch.all(audio[:, FS // 2 :] == 0)  # zero-padded past the end of the file
+    assert sed[2, 4] == 1 and sed.sum() == 1
+    np.testing.assert_allclose(doa[2, 4].numpy(), [0, 0, 1], atol=1e-7)
+    np.testing.assert_allclose(ds[0][2][3, 1].numpy(), [0, 1, 0], atol=1e-7)
+
+
+def test_training_segments_jitter_within_the_file_per_epoch(tmp_path):
+    _write_recording(tmp_path, "train", "long", 5.0, [LabelRow(0, 0, 0, 0.0, 0.0)])
+    ds = SELDDataset(tmp_path, TINY_1S, "train", train=True, seed=7)
+    assert [s for _, s in ds.segments] == [0, 10, 20, 30, 40]
+    starts = set()
+    for epoch in range(6):
+        ds.set_epoch(epoch)
+        assert all(0 <= s <= 40 for _, s in ds.segments) and len(ds) == 5
+        starts.update(s for _, s in ds.segments)
+    assert len(starts) > 10  # offsets differ across epochs
+    ds.set_epoch(3)
+    first = list(ds.segments)
+    ds.set_epoch(3)
+    assert ds.segments == first
+
+
+def test_dataset_rejects_segments_that_split_an_output_frame(tmp_path):
+    _write_recording(tmp_path, "train", "a", 3.0, [])
+    with pytest.raises(InputError, match="0.2-s output frames"):
+        SELDDataset(tmp_path, TINY_1S.replace(segment_seconds=2.5), "train")
+
+
+def test_dataset_rejects_wrong_channel_count(tmp_path):
+    wav = tmp_path / "foa_dev" / "train" / "x.wav"
+    wav.parent.mkdir(parents=True)
+    sf.write(wav, np.zeros((FS, 2), np.float32), FS)
+    write_metadata_csv(tmp_path / "metadata_dev" / "train" / "x.csv", [])
+    with pytest.raises(InputError, match="2 channels"):
+        SELDDataset(tmp_path, TINY_1S, "train")
+
+
+# -- fit ----------------------------------------------------------------------------------------
+
+
+def _recipe(**changes):
+    base = dict(epochs=2, batch_size=2, lr=3e-3, num_threads=1, seed=5)
+    return TrainConfig(**{**base, **changes})
+
+
+def test_training_steps_lower_the_loss_on_a_fixed_batch(synth_root, tmp_path):
+    trainer = Trainer(TINY_08S, synth_root, tmp_path, _recipe(augment=None, val_split=None), progress=False)
+    trainer.fit_statistics()
+    audio, sed, doa = (torch.stack(t) for t in zip(trainer.train_set[0], trainer.train_set[1]))
+
+    def loss() -> float:
+        torch.manual_seed(0)  # same dropout masks
+        with torch.no_grad():
+            return float(trainer.loss_fn(*trainer.model.logits(trainer.model.frontend(audio)), sed, doa).total)
+
+    trainer.model.train()
+    before = loss()
+    for _ in range(4):
+        trainer.train_step(audio, sed, doa, torch.Generator())
+    after = loss()
+    assert after < 0.8 * before
+
+
+def test_fit_writes_the_run_and_resume_continues_exactly(synth_root, tmp_path):
+    full = Trainer(TINY_08S, synth_root, tmp_path / "full", _recipe(), progress=False).fit()
+    assert [h["epoch"] for h in full.history] == [1, 2]
+    # 1 step per epoch: per-step cosine annealing halves the lr at the midpoint
+    assert [h["lr"] for h in full.history] == pytest.approx([3e-3, 1.5e-3])
+    Trainer(TINY_08S, synth_root, tmp_path / "cut", _recipe(), progress=False).fit(stop_after=1)  # interrupted
+    resumed = Trainer(TINY_08S, synth_root, tmp_path / "cut", _recipe(), progress=False).fit(resume=True)
+    assert [h["epoch"] for h in resumed.history] == [1, 2]
+    a, b = load_file(str(full.last_path)), load_file(str(resumed.last_path))
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6, msg=key)
+    history = json.loads((tmp_path / "cut" / "history.json").read_text())
+    assert history[1]["train"]["loss"] == pytest.approx(full.history[1]["train"]["loss"], rel=1e-5)
+    assert {"ER20", "F20", "LE_CD", "LR_CD", "SELD"} <= set(history[1]["val"]["macro"]) and "micro" in history[1]["val"]
+    from glfer_edge.weights import load_model, read_metadata
+
+    provenance = json.loads(read_metadata(full.best_path)["glfer_edge.training"])
+    assert provenance["epoch"] == full.best_epoch and provenance["recipe"]["lr"] == 3e-3
+    model = load_model(full.best_path)
+    assert torch.any(model.frontend.std != 1)  # statistics fitted and saved with the weights
+    assert "resumed after epoch 1" in (tmp_path / "cut" / "train.log").read_text()
+    with pytest.raises(InputError, match="already holds a training run"):
+        Trainer(TINY_08S, synth_root, tmp_path / "full", _recipe(), progress=False).fit()
+
+
+def test_preset_with_other_class_count_is_refused(synth_root, tmp_path):
+    with pytest.raises(InputError, match="13 classes"):
+        Trainer(get_preset("paper-dcase2021"), synth_root, tmp_path, _recipe(), progress=False)
+
+
+def test_cli_train_reports_missing_dataset(tmp_path, capsys):
+    assert main(["train", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    assert "not a DCASE dataset folder" in capsys.readouterr().err
