@@ -1,0 +1,202 @@
+"""Network outputs -> decisions: thresholding, median filtering, events, DCASE rows, CSV/JSON writers.
+
+Frame-wise decision: class c is active in output frame t when ``sed[t, c] >= threshold`` (0.3 by
+default, the config's ``sed_threshold``; per-class overrides by name or index), optionally
+smoothed by a median filter over ``median_frames`` output frames (odd; 1 = off). The median of
+the probabilities followed by the threshold equals the median of the binary decisions, so the
+filter runs on the decisions.
+
+Events: maximal runs of active frames of one class. GLFER-Net predicts one DOA per class and frame
+(class-wise regression), so two simultaneous sources of one class are one event; a moving source
+is one event whose ``track_*`` fields follow it frame by frame. DCASE rows are at the 10-fps label
+rate: each 0.2-s output frame becomes two 100-ms label frames (repetition), track 0.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.ndimage import median_filter
+
+from glfer_edge._fileio import atomic_path
+from glfer_edge.config import LABEL_HOP_SECONDS, SELDConfig
+from glfer_edge.data.dcase import LabelRow, targets_to_labels, write_metadata_csv
+from glfer_edge.errors import InputError
+
+__all__ = [
+    "Event", "activity", "label_rate_factor", "to_label_rate", "events_from_frames", "detect_events",
+    "outputs_to_rows", "write_dcase_csv", "write_events_json", "format_events", "doa_to_angles",
+]
+
+ClassThresholds = Mapping[Any, float]  # class name or index -> threshold
+
+
+@dataclass(frozen=True)
+class Event:
+    """One detected sound event; times in seconds, angles in degrees (azimuth CCW from +x)."""
+
+    class_idx: int
+    class_name: str
+    onset: float
+    offset: float
+    azimuth: float  # direction of the mean unit DOA over the event
+    elevation: float
+    mean_probability: float
+    track_times: tuple[float, ...]  # start of each output frame of the event
+    track_azimuth: tuple[float, ...]
+    track_elevation: tuple[float, ...]
+
+    @property
+    def duration(self) -> float:
+        return self.offset - self.onset
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def doa_to_angles(doa: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Azimuth and elevation (degrees) of Cartesian vectors (..., 3); the norm is ignored."""
+    x, y, z = doa[..., 0].astype(np.float64), doa[..., 1].astype(np.float64), doa[..., 2].astype(np.float64)
+    return np.degrees(np.arctan2(y, x)), np.degrees(np.arctan2(z, np.hypot(x, y)))
+
+
+def _thresholds(
+    num_classes: int, class_names: Sequence[str], threshold: float, overrides: ClassThresholds | None
+) -> np.ndarray:
+    out = np.full(num_classes, float(threshold))
+    for key, value in (overrides or {}).items():
+        if isinstance(key, str):
+            if key not in class_names:
+                raise InputError(f"unknown class {key!r} in class thresholds; classes are {', '.join(class_names)}")
+            key = list(class_names).index(key)
+        if not 0 <= int(key) < num_classes or not 0.0 < float(value) < 1.0:
+            raise InputError(f"class threshold {key}={value}: need a class index < {num_classes} and 0 < value < 1")
+        out[int(key)] = float(value)
+    return out
+
+
+def activity(
+    sed: np.ndarray, threshold: float = 0.3, *, class_thresholds: ClassThresholds | None = None,
+    class_names: Sequence[str] = (), median_frames: int = 1,
+) -> np.ndarray:
+    """Boolean (T, C) activity of probabilities (T, C)."""
+    if not 0.0 < threshold < 1.0:
+        raise InputError(f"threshold {threshold} must be between 0 and 1 (default 0.3)")
+    if median_frames < 1 or median_frames % 2 == 0:
+        raise InputError(f"median filter length {median_frames} must be an odd number of frames >= 1")
+    active = sed >= _thresholds(sed.shape[-1], class_names, threshold, class_thresholds)
+    if median_frames > 1 and active.shape[0]:
+        active = median_filter(active.astype(np.uint8), size=(median_frames, 1), mode="nearest").astype(bool)
+    return active
+
+
+def label_rate_factor(config: SELDConfig) -> int:
+    """Label frames per output frame (2: 0.2-s output frames, 0.1-s DCASE label frames)."""
+    factor = config.output_hop_seconds / LABEL_HOP_SECONDS
+    if abs(factor - round(factor)) > 1e-6 or round(factor) < 1:
+        raise InputError(f"output hop {config.output_hop_seconds} s is not a multiple of the 0.1-s label hop")
+    return int(round(factor))
+
+
+def to_label_rate(frames: np.ndarray, factor: int = 2) -> np.ndarray:
+    """Repeat each output frame ``factor`` times along axis 0 (output rate -> 10-fps label rate)."""
+    return np.repeat(frames, factor, axis=0)
+
+
+def events_from_frames(
+    active: np.ndarray, sed: np.ndarray, doa: np.ndarray, frame_times: np.ndarray, hop_seconds: float,
+    class_names: Sequence[str],
+) -> list[Event]:
+    """Events from a decision matrix (T, C) and the outputs it came from, sorted by onset then class."""
+    events = []
+    azimuth, elevation = doa_to_angles(doa)
+    for c in range(active.shape[1]):
+        padded = np.concatenate([[False], active[:, c], [False]])
+        edges = np.flatnonzero(np.diff(padded.astype(np.int8)))
+        for start, stop in zip(edges[::2], edges[1::2]):
+            frames = slice(start, stop)
+            unit = doa[frames, c].astype(np.float64)
+            unit /= np.maximum(np.linalg.norm(unit, axis=-1, keepdims=True), 1e-12)
+            mean_az, mean_el = doa_to_angles(unit.mean(axis=0))
+            events.append(Event(
+                class_idx=c, class_name=class_names[c] if c < len(class_names) else str(c),
+                onset=_us(frame_times[start]), offset=_us(frame_times[stop - 1] + hop_seconds),
+                azimuth=float(mean_az), elevation=float(mean_el), mean_probability=float(sed[frames, c].mean()),
+                track_times=tuple(_us(t) for t in frame_times[frames]),
+                track_azimuth=tuple(float(a) for a in azimuth[frames, c]),
+                track_elevation=tuple(float(e) for e in elevation[frames, c]),
+            ))
+    return sorted(events, key=lambda e: (e.onset, e.class_idx))
+
+
+def _us(seconds: float) -> float:
+    """Times rounded to microseconds: k x 0.2 prints as 0.6, not 0.6000000000000001."""
+    return round(float(seconds), 6)
+
+
+def detect_events(
+    output: Any, index: int = 0, *, threshold: float | None = None, class_thresholds: ClassThresholds | None = None,
+    median_frames: int = 1,
+) -> list[Event]:
+    """Events of clip ``index`` of a :class:`~glfer_edge.runtime.SELDOutput`."""
+    cfg = output.config
+    sed, doa = output.sed[index], output.doa[index]
+    active = activity(
+        sed, cfg.sed_threshold if threshold is None else threshold, class_thresholds=class_thresholds,
+        class_names=output.class_names, median_frames=median_frames,
+    )
+    return events_from_frames(active, sed, doa, output.frame_times, cfg.output_hop_seconds, output.class_names)
+
+
+def outputs_to_rows(
+    sed: np.ndarray, doa: np.ndarray, config: SELDConfig, *, threshold: float | None = None,
+    class_thresholds: ClassThresholds | None = None, median_frames: int = 1, duration: float | None = None,
+) -> list[LabelRow]:
+    """DCASE label rows (10 fps, track 0) of one recording's outputs (T, C) and (T, C, 3) from time 0.
+
+    ``duration`` (seconds) drops label frames that start at or after the end of the recording (the
+    second half of a last output frame that straddles the end).
+    """
+    active = activity(
+        sed, config.sed_threshold if threshold is None else threshold, class_thresholds=class_thresholds,
+        class_names=config.class_names, median_frames=median_frames,
+    )
+    factor = label_rate_factor(config)
+    rows = targets_to_labels(to_label_rate(active, factor), to_label_rate(doa, factor))
+    if duration is None:
+        return rows
+    n_frames = math.ceil(duration / LABEL_HOP_SECONDS - 1e-9)
+    return [r for r in rows if r.frame < n_frames]
+
+
+def write_dcase_csv(
+    path: str | Path, rows: Sequence[LabelRow], *, cartesian: bool = False, edition: str = "2023"
+) -> None:
+    """DCASE metadata CSV (100-ms frames, no header), written atomically."""
+    write_metadata_csv(path, rows, cartesian=cartesian, edition=edition)
+
+
+def write_events_json(path: str | Path, events: Sequence[Event], extra: Mapping[str, Any] | None = None) -> None:
+    """``{..extra, "events": [...]}`` as JSON, written atomically."""
+    payload = {**(extra or {}), "events": [e.to_dict() for e in events]}
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n")
+
+
+def format_events(events: Sequence[Event]) -> str:
+    """A fixed-width table: one line per event."""
+    lines = [f"{'onset':>8} {'offset':>8}  {'class':<16} {'azimuth':>8} {'elevation':>9} {'p':>5}"]
+    for e in events:
+        lines.append(
+            f"{e.onset:8.1f} {e.offset:8.1f}  {e.class_name[:16]:<16} {e.azimuth:8.1f} {e.elevation:9.1f} "
+            f"{e.mean_probability:5.2f}"
+        )
+    if not events:
+        lines.append("(no events above the threshold)")
+    return "\n".join(lines)

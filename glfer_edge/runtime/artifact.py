@@ -1,0 +1,77 @@
+"""Artifact kinds and their embedded contract (SELDConfig, precision) read from glfer-edge metadata.
+
+Every artifact carries the keys of :mod:`glfer_edge.metadata`: safetensors in its header, ONNX in
+``metadata_props``, engines in the sidecar JSON (which copies the ONNX metadata). Reading ONNX
+metadata goes through onnxruntime (a core dependency) so that deploy installs need no ``onnx``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from glfer_edge import metadata as md
+from glfer_edge.config import SELDConfig
+from glfer_edge.errors import ArtifactError, InputError
+
+__all__ = ["artifact_kind", "config_from_metadata", "read_onnx_metadata", "PRECISIONS", "SUFFIXES"]
+
+PRECISIONS = ("fp32", "fp16", "int8")
+SUFFIXES = {".safetensors": "torch", ".onnx": "onnxruntime", ".engine": "tensorrt", ".plan": "tensorrt"}
+
+
+def artifact_kind(path: str | Path) -> str:
+    """Backend name for a model file, from its suffix; raises for a missing file or unknown suffix."""
+    path = Path(path)
+    kind = SUFFIXES.get(path.suffix.lower())
+    if kind is None:
+        raise InputError(
+            f"model {path} has an unknown suffix {path.suffix!r}; pass a {', '.join(SUFFIXES)} file"
+        )
+    if not path.is_file():
+        raise InputError(f"model file {path} not found; check the path or build it (glfer-edge export / build)")
+    return kind
+
+
+def config_from_metadata(meta: dict[str, str], source: str | Path) -> tuple[SELDConfig, str]:
+    """(SELDConfig, precision) from an artifact's metadata; ArtifactError when missing or foreign."""
+    if md.KEY_CONFIG not in meta:
+        raise ArtifactError(
+            f"{source} carries no glfer-edge metadata ({md.KEY_CONFIG}); export it with 'glfer-edge export'"
+        )
+    version = meta.get(md.KEY_FORMAT)
+    if version is not None and version != md.FORMAT_VERSION:
+        raise ArtifactError(
+            f"{source} uses glfer-edge artifact format {version} (this SDK reads {md.FORMAT_VERSION}, "
+            f"written by glfer-edge {meta.get(md.KEY_VERSION, '?')}); re-export it with this SDK"
+        )
+    try:
+        config = SELDConfig.from_json(meta[md.KEY_CONFIG])
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ArtifactError(f"{source}: embedded config is invalid ({exc}); re-export it with this SDK") from None
+    precision = meta.get(md.KEY_PRECISION, "fp32")
+    if precision not in PRECISIONS:
+        raise ArtifactError(f"{source}: unknown precision {precision!r} in its metadata; re-export it with this SDK")
+    return config, precision
+
+
+def read_onnx_metadata(path: str | Path) -> dict[str, str]:
+    """The ``metadata_props`` of an ONNX file (external data next to it is fine).
+
+    Graph optimizations are off: this only loads the graph, and onnxruntime's optimizer crashes on
+    some FP16 graphs (deployment notes, TL;DR 8).
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/… types
+        raise ArtifactError(f"{path} is not a loadable ONNX model ({_first_line(exc)}); re-export it") from None
+    return dict(session.get_modelmeta().custom_metadata_map)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__

@@ -1,0 +1,119 @@
+"""onnxruntime backend: CPU by default; CUDA or TensorRT execution providers when asked for and present.
+
+Providers are never dropped silently: if a requested provider is not in this onnxruntime build,
+or onnxruntime falls back from it while creating the session (missing CUDA libraries), opening
+fails with the list of what is available. FP16 artifacts run with graph optimizations off,
+because onnxruntime's optimizer crashes on our FP16 graphs (deployment notes, TL;DR 8).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from glfer_edge import metadata as md
+from glfer_edge.errors import ArtifactError, InputError
+from glfer_edge.runtime.artifact import config_from_metadata
+from glfer_edge.runtime.base import FOA_CHANNELS, Backend
+
+__all__ = ["OrtBackend", "resolve_providers"]
+
+
+def resolve_providers(device: str, providers: Sequence[Any] | None, available: Sequence[str]) -> list[Any]:
+    """Execution providers for ``device`` ('cpu', 'cuda', 'cuda:N'), or the explicit ``providers`` list."""
+    if providers is not None:
+        names = [p[0] if isinstance(p, tuple) else p for p in providers]
+        missing = [n for n in names if n not in available]
+        if missing:
+            raise InputError(
+                f"onnxruntime providers {missing} are not in this build (available: {', '.join(available)})"
+            )
+        return list(providers)
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit()):
+        if "CUDAExecutionProvider" not in available:
+            raise InputError(
+                f"device {device!r} needs onnxruntime's CUDAExecutionProvider (pip install onnxruntime-gpu); "
+                f"this build has {', '.join(available)}; use device='cpu' or a TensorRT engine"
+            )
+        index = int(device[5:]) if ":" in device else 0
+        return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+    raise InputError(f"unknown device {device!r}; use 'cpu', 'cuda' or 'cuda:N'")
+
+
+class OrtBackend(Backend):
+    name = "onnxruntime"
+
+    def __init__(
+        self, path: str | Path, *, device: str = "cpu", providers: Sequence[Any] | None = None,
+        threads: int | None = None,
+    ) -> None:
+        import onnxruntime as ort
+
+        path = Path(path)
+        chosen = resolve_providers(device, providers, ort.get_available_providers())
+        # First load with optimizations off: reading the metadata must not run the optimizer on FP16.
+        session = self._session(ort, path, chosen, threads, optimize=False)
+        self.config, self.precision = config_from_metadata(dict(session.get_modelmeta().custom_metadata_map), path)
+        if self.precision != "fp16":
+            session = self._session(ort, path, chosen, threads, optimize=True)
+        self._check_providers(session, chosen)
+        self.batch_range = self._check_io(session, path)
+        self._session_obj: Any = session
+        self.description = f"{path.name} ({self.precision}, onnxruntime {', '.join(session.get_providers())})"
+
+    @staticmethod
+    def _session(ort: Any, path: Path, providers: list[Any], threads: int | None, optimize: bool) -> Any:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = (
+            ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        )
+        options.log_severity_level = 3  # errors only: warnings about unused initializers are noise here
+        if threads is not None:
+            options.intra_op_num_threads = int(threads)
+            options.inter_op_num_threads = 1
+        try:
+            return ort.InferenceSession(str(path), options, providers=providers)
+        except Exception as exc:  # onnxruntime's own Fail/InvalidGraph/NoSuchFile types
+            lines = str(exc).strip().splitlines() or [type(exc).__name__]
+            raise ArtifactError(f"{path} is not a loadable ONNX model ({lines[0][:200]}); re-export it") from None
+
+    @staticmethod
+    def _check_providers(session: Any, requested: list[Any]) -> None:
+        active = session.get_providers()
+        for p in requested:
+            name = p[0] if isinstance(p, tuple) else p
+            if name not in active:
+                raise InputError(
+                    f"onnxruntime could not enable {name} (active: {', '.join(active)}): its CUDA/TensorRT "
+                    "libraries are missing or do not match; fix the install or use device='cpu'"
+                )
+
+    def _check_io(self, session: Any, path: Path) -> tuple[int, int | None]:
+        inputs = session.get_inputs()
+        outputs = {o.name for o in session.get_outputs()}
+        if len(inputs) != 1 or inputs[0].name != md.INPUT_NAME or not set(md.OUTPUT_NAMES) <= outputs:
+            found = [i.name for i in inputs], sorted(outputs)
+            raise ArtifactError(
+                f"{path} has inputs/outputs {found}, expected {md.INPUT_NAME} -> {', '.join(md.OUTPUT_NAMES)}; "
+                "re-export it with 'glfer-edge export'"
+            )
+        batch, channels, samples = (inputs[0].shape + [None, None, None])[:3]
+        wrong_length = isinstance(samples, int) and samples != self.config.segment_samples
+        if channels not in (FOA_CHANNELS, None) or wrong_length:
+            raise ArtifactError(
+                f"{path} takes audio of shape {inputs[0].shape}, but its config says (B, 4, "
+                f"{self.config.segment_samples}); the metadata does not belong to this graph: re-export it"
+            )
+        return (batch, batch) if isinstance(batch, int) and batch > 0 else (1, None)
+
+    def run(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        sed, doa = self._session_obj.run(list(md.OUTPUT_NAMES), {md.INPUT_NAME: audio})
+        return np.asarray(sed, dtype=np.float32), np.asarray(doa, dtype=np.float32)
+
+    def close(self) -> None:
+        self._session_obj = None

@@ -1,0 +1,99 @@
+"""Recordings of any length -> model segments -> one output track for the whole recording.
+
+Segments advance by the audio span their output frames cover (``output_frames`` x 16 feature hops;
+exactly the segment length for every preset, e.g. 8 s = 40 frames of 0.2 s), so output frames tile
+the recording without gaps or double frames. The last partial segment is zero-padded to a full
+segment and the output frames that start at or after the end of the audio are dropped; frames
+near the end of a padded segment therefore see silence as their right context.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from glfer_edge.config import SELDConfig
+from glfer_edge.errors import InputError
+from glfer_edge.runtime.base import FOA_CHANNELS, SELDOutput, output_frame_times
+from glfer_edge.runtime.seld import SELDRuntime
+
+__all__ = [
+    "segment_hop_samples", "segment_starts", "iter_segment_batches", "batch_plan", "pad_batch", "infer_long",
+    "DEFAULT_BATCH",
+]
+
+DEFAULT_BATCH = 8
+
+
+def segment_hop_samples(config: SELDConfig) -> int:
+    """Samples between consecutive segment starts: the span covered by one segment's output frames."""
+    return config.output_frames * config.model.time_downsample * config.features.hop_length
+
+
+def segment_starts(n_samples: int, config: SELDConfig) -> np.ndarray:
+    """Start sample of every segment needed to cover ``n_samples`` (at least one)."""
+    hop = segment_hop_samples(config)
+    return np.arange(max(1, -(-n_samples // hop)), dtype=np.int64) * hop
+
+
+def iter_segment_batches(
+    audio: np.ndarray, config: SELDConfig, batch_size: int
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield (start samples (b,), zero-padded segments (b, 4, segment_samples) float32)."""
+    n = audio.shape[-1]
+    seg = config.segment_samples
+    starts = segment_starts(n, config)
+    for i in range(0, len(starts), batch_size):
+        chunk = starts[i : i + batch_size]
+        batch = np.zeros((len(chunk), audio.shape[0], seg), dtype=np.float32)
+        for j, s in enumerate(chunk):
+            part = audio[:, s : s + seg]
+            batch[j, :, : part.shape[-1]] = part
+        yield chunk, batch
+
+
+def batch_plan(runtime: SELDRuntime, requested: int | None = None) -> tuple[int, int]:
+    """(segments per call, batch actually passed) within the runtime's batch range.
+
+    A fixed-batch engine (min > 1) gets silent segments appended; their outputs are dropped.
+    """
+    lo, hi = runtime.batch_range
+    size = requested or DEFAULT_BATCH
+    size = max(1, size if hi is None else min(size, hi))
+    return size, max(size, lo)
+
+
+def pad_batch(batch: np.ndarray, size: int) -> np.ndarray:
+    """Append silent segments up to ``size`` (no copy when already that large)."""
+    if batch.shape[0] >= size:
+        return batch
+    return np.concatenate([batch, np.zeros((size - batch.shape[0],) + batch.shape[1:], np.float32)])
+
+
+def infer_long(
+    runtime: SELDRuntime, audio: np.ndarray, *, batch_size: int | None = None, progress: bool = False
+) -> SELDOutput:
+    """Run a (4, N) recording at the model's sample rate; returns B = 1 with frame_times from its start."""
+    from tqdm import tqdm
+
+    config = runtime.config
+    if not isinstance(audio, np.ndarray) or audio.ndim != 2 or audio.shape[0] != FOA_CHANNELS:
+        raise InputError(f"expected a (4, N) recording, got {getattr(audio, 'shape', type(audio).__name__)}")
+    size, padded = batch_plan(runtime, batch_size)
+    starts = segment_starts(audio.shape[-1], config)
+    frames = config.output_frames
+    sed = np.zeros((len(starts) * frames, config.model.num_classes), dtype=np.float32)
+    doa = np.zeros((len(starts) * frames, config.model.num_classes, 3), dtype=np.float32)
+    with tqdm(total=len(starts), unit="segment", desc="inference", disable=not progress, leave=False) as bar:
+        done = 0
+        for chunk, batch in iter_segment_batches(audio, config, size):
+            out = runtime.infer(pad_batch(batch, padded))
+            k = len(chunk)
+            sed[done * frames : (done + k) * frames] = out.sed[:k].reshape(-1, sed.shape[1])
+            doa[done * frames : (done + k) * frames] = out.doa[:k].reshape(-1, *doa.shape[1:])
+            done += k
+            bar.update(k)
+    times = output_frame_times(config, len(sed))  # segments tile: frame k of the file starts at k x hop
+    keep = times < audio.shape[-1] / config.features.sample_rate
+    return SELDOutput(sed[keep][None], doa[keep][None], times[keep], config.class_names, config)

@@ -1,0 +1,166 @@
+"""``SELDRuntime``: one model file -> validated segment-level inference, whatever the backend.
+
+::
+
+    with SELDRuntime.open("glfer_tiny.fp32.onnx") as rt:      # .safetensors | .onnx | .engine/.plan
+        out = rt.infer(audio)                                   # (4, N) or (B, 4, N) float32, N = segment
+        out.sed, out.doa, out.frame_times
+
+Thread safety: ``infer`` may be called from any thread. Calls on one runtime are serialized by a
+per-runtime lock, because a TensorRT runtime owns one execution context and one set of buffers
+(onnxruntime and torch already parallelize inside one call). For parallel throughput, batch the
+segments or open one runtime per thread. ``infer_async`` submits to a single worker thread owned
+by the runtime, so futures complete in submission order; TensorRT's stream work happens on that
+thread too (the enqueue itself is asynchronous, the future waits for the stream).
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from glfer_edge.config import SELDConfig
+from glfer_edge.errors import ArtifactError
+from glfer_edge.runtime.artifact import artifact_kind
+from glfer_edge.runtime.base import Backend, SELDOutput, output_frame_times, validate_audio
+
+__all__ = ["SELDRuntime", "default_model", "DEFAULT_ONNX"]
+
+_ASSETS = Path(__file__).resolve().parent.parent / "assets"
+DEFAULT_ONNX = _ASSETS / "glfer_tiny_synth.fp32.onnx"  # produced by the export pipeline
+
+
+def default_model() -> tuple[Path, str | None]:
+    """The bundled demo model and a note when it is not the ONNX FP32 default.
+
+    Until the export pipeline ships ``glfer_tiny_synth.fp32.onnx``, the reference weights run on torch.
+    """
+    if DEFAULT_ONNX.is_file():
+        return DEFAULT_ONNX, None
+    from glfer_edge.weights import DEFAULT_WEIGHTS
+
+    if DEFAULT_WEIGHTS.is_file():
+        return DEFAULT_WEIGHTS, (
+            f"bundled ONNX demo model {DEFAULT_ONNX.name} not found; running the reference weights "
+            f"{DEFAULT_WEIGHTS.name} on torch instead"
+        )
+    raise ArtifactError(
+        f"no bundled demo model in {_ASSETS} ({DEFAULT_ONNX.name} or {DEFAULT_WEIGHTS.name}); "
+        "reinstall glfer-edge or pass --model"
+    )
+
+
+class SELDRuntime:
+    """A loaded model; open it with :meth:`open`."""
+
+    def __init__(self, backend: Backend, path: Path) -> None:
+        self._backend: Backend | None = backend
+        self.path = path
+        self._lock = threading.Lock()
+        self._executor_lock = threading.Lock()
+        self._executor: ThreadPoolExecutor | None = None
+        self._frame_times = output_frame_times(backend.config)
+
+    @classmethod
+    def open(
+        cls, path: str | Path | None = None, device: str = "cpu", providers: Any = None, *,
+        threads: int | None = None, cuda_graph: bool = False,
+    ) -> "SELDRuntime":
+        """Load ``path`` (None: the bundled demo model) on ``device`` ('cpu', 'cuda', 'cuda:N').
+
+        The suffix picks the backend: .safetensors -> torch, .onnx -> onnxruntime (``providers``
+        overrides the execution providers; ``threads`` sets its intra-op threads), .engine/.plan ->
+        TensorRT (always on a GPU: device 'cpu' means CUDA device 0; ``cuda_graph`` replays a captured
+        CUDA graph per batch size).
+        """
+        path = default_model()[0] if path is None else Path(path)
+        kind = artifact_kind(path)
+        backend: Backend
+        if kind == "torch":
+            from glfer_edge.runtime.reference import TorchBackend
+
+            backend = TorchBackend(path, device=device)
+        elif kind == "onnxruntime":
+            from glfer_edge.runtime.ort import OrtBackend
+
+            backend = OrtBackend(path, device=device, providers=providers, threads=threads)
+        else:
+            from glfer_edge.runtime.trt import TensorRTBackend
+
+            backend = TensorRTBackend(path, device=device, cuda_graph=cuda_graph)
+        return cls(backend, path)
+
+    # -- the model's contract ------------------------------------------------------------------
+    @property
+    def _live(self) -> Backend:
+        if self._backend is None:
+            raise RuntimeError(f"SELDRuntime for {self.path} is closed")
+        return self._backend
+
+    @property
+    def config(self) -> SELDConfig:
+        return self._live.config
+
+    @property
+    def backend(self) -> str:
+        return self._live.name
+
+    @property
+    def precision(self) -> str:
+        return self._live.precision
+
+    @property
+    def batch_range(self) -> tuple[int, int | None]:
+        """(min, max) batch size; max None means unbounded."""
+        return self._live.batch_range
+
+    @property
+    def description(self) -> str:
+        return self._live.description
+
+    @property
+    def backend_impl(self) -> Backend:
+        """The backend object (benchmarks read extras such as TensorRT's ``compute_time_s``)."""
+        return self._live
+
+    # -- inference -----------------------------------------------------------------------------
+    def infer(self, audio: np.ndarray) -> SELDOutput:
+        """One segment batch: float32 (4, N) or (B, 4, N) with N == config.segment_samples."""
+        backend = self._live
+        batch = validate_audio(audio, backend.config, backend.batch_range)
+        with self._lock:
+            sed, doa = self._live.run(batch)
+        return SELDOutput(sed, doa, self._frame_times.copy(), backend.config.class_names, backend.config)
+
+    def infer_async(self, audio: np.ndarray) -> "Future[SELDOutput]":
+        """:meth:`infer` on the runtime's worker thread; input errors surface from ``result()``."""
+        if self._backend is None:
+            raise RuntimeError(f"SELDRuntime for {self.path} is closed")
+        with self._executor_lock:  # not the inference lock: submitting must not wait for a running call
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="glfer-edge-infer")
+        return self._executor.submit(self.infer, audio)
+
+    def close(self) -> None:
+        """Wait for pending async calls, then free the backend (device memory for TensorRT)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+        with self._lock:
+            if self._backend is not None:
+                self._backend.close()
+                self._backend = None
+
+    def __enter__(self) -> "SELDRuntime":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = self._backend.description if self._backend is not None else "closed"
+        return f"SELDRuntime({state})"

@@ -1,0 +1,149 @@
+"""Streaming SELD: audio chunks of any size in, frame outputs with absolute timestamps out.
+
+The stream keeps a window buffer of exactly one model segment. Once it is full the window is
+inferred, then it slides by ``hop_seconds`` (a multiple of the 0.2-s output hop, at most the
+segment). Each output frame is emitted exactly once: the first window emits all its frames, every
+later window only the frames of its newest hop region (the frames that no earlier window covered
+to their end). With hop < segment the network sees ``segment - hop`` seconds of past context
+for every emitted frame; emitted frames never see future context beyond their window.
+
+Latency (after the first ``segment_seconds`` of audio): a frame is emitted when the window that
+ends at or after the frame's end is inferred, i.e. at most ``hop_seconds + compute time`` after
+the frame ends; the first output appears after one segment + compute.
+
+Timestamps are computed from integer frame counters (``start_time + k x output_hop``), so they
+do not drift however long the stream runs. Windows completed by one :meth:`push` are inferred in
+batches (up to the runtime's batch range). :meth:`flush` ends the stream: it zero-pads the audio
+received since the last window and emits the remaining frames that start before the stream end.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from glfer_edge.errors import InputError
+from glfer_edge.runtime.base import FOA_CHANNELS, SELDOutput
+from glfer_edge.runtime.segments import batch_plan, pad_batch
+from glfer_edge.runtime.seld import SELDRuntime
+
+__all__ = ["StreamingSELD"]
+
+
+class StreamingSELD:
+    """Sliding-window inference over a live FOA stream at the model's sample rate."""
+
+    def __init__(
+        self, runtime: SELDRuntime, hop_seconds: float | None = None, *, start_time: float = 0.0,
+        batch_size: int | None = None,
+    ) -> None:
+        cfg = runtime.config
+        self.runtime = runtime
+        self.config = cfg
+        self.start_time = float(start_time)
+        self._frame_samples = cfg.model.time_downsample * cfg.features.hop_length
+        frames = cfg.output_frames
+        hop = frames * cfg.output_hop_seconds if hop_seconds is None else float(hop_seconds)
+        hop_frames = int(round(hop / cfg.output_hop_seconds))
+        if abs(hop_frames * cfg.output_hop_seconds - hop) > 1e-6 or not 1 <= hop_frames <= frames:
+            raise InputError(
+                f"hop_seconds {hop:g} must be a multiple of the {cfg.output_hop_seconds:g}-s output hop between "
+                f"{cfg.output_hop_seconds:g} and {frames * cfg.output_hop_seconds:g} s"
+            )
+        self.hop_frames = hop_frames
+        self.hop_samples = hop_frames * self._frame_samples
+        self._batch, self._padded = batch_plan(runtime, batch_size)
+        self._window = np.zeros((FOA_CHANNELS, cfg.segment_samples), dtype=np.float32)
+        self._fill = 0  # valid samples in the window buffer
+        self._windows = 0  # windows inferred so far
+        self._emitted = 0  # frames emitted so far
+        self._received = 0  # samples pushed so far
+        self._closed = False
+
+    @property
+    def hop_seconds(self) -> float:
+        return self.hop_frames * self.config.output_hop_seconds
+
+    @property
+    def frames_emitted(self) -> int:
+        return self._emitted
+
+    @property
+    def samples_received(self) -> int:
+        return self._received
+
+    def push(self, chunk: np.ndarray) -> SELDOutput:
+        """Add a float32 (4, n) chunk; returns the frames completed by it (possibly none)."""
+        self._check_open()
+        chunk = self._validate(chunk)
+        self._received += chunk.shape[1]
+        seg = self.config.segment_samples
+        windows: list[np.ndarray] = []
+        pos = 0
+        while pos < chunk.shape[1]:
+            take = min(seg - self._fill, chunk.shape[1] - pos)
+            self._window[:, self._fill : self._fill + take] = chunk[:, pos : pos + take]
+            self._fill += take
+            pos += take
+            if self._fill == seg:
+                windows.append(self._window.copy())
+                self._slide()
+        return self._infer(windows)
+
+    def flush(self) -> SELDOutput:
+        """End the stream: infer the zero-padded last window and emit the frames before the end."""
+        self._check_open()
+        self._closed = True
+        total_frames = -(-self._received // self._frame_samples)
+        if total_frames <= self._emitted:
+            return self._infer([])
+        self._window[:, self._fill :] = 0.0
+        first = self._windows * self.hop_frames  # absolute index of the window's first frame
+        out = self._run(self._window[None].copy())
+        keep = slice(self._emitted - first, min(total_frames - first, self.config.output_frames))
+        return self._emit(out[0][:, keep], out[1][:, keep])
+
+    def _slide(self) -> None:
+        """Drop the oldest hop of the window buffer (the buffer never grows)."""
+        seg, hop = self.config.segment_samples, self.hop_samples
+        self._window[:, : seg - hop] = self._window[:, hop:]
+        self._fill = seg - hop
+
+    def _infer(self, windows: list[np.ndarray]) -> SELDOutput:
+        frames, hop = self.config.output_frames, self.hop_frames
+        seds, doas = [], []
+        for i in range(0, len(windows), self._batch):
+            sed, doa = self._run(np.stack(windows[i : i + self._batch]))
+            for b in range(sed.shape[0]):
+                new = frames if self._windows == 0 else hop  # the first window has no predecessor
+                seds.append(sed[b, frames - new :])
+                doas.append(doa[b, frames - new :])
+                self._windows += 1
+        if not seds:
+            c = self.config.model.num_classes
+            return self._emit(np.zeros((1, 0, c), np.float32), np.zeros((1, 0, c, 3), np.float32))
+        return self._emit(np.concatenate(seds)[None], np.concatenate(doas)[None])
+
+    def _run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        out = self.runtime.infer(pad_batch(batch, self._padded))
+        n = batch.shape[0]
+        return out.sed[:n], out.doa[:n]
+
+    def _emit(self, sed: np.ndarray, doa: np.ndarray) -> SELDOutput:
+        n = sed.shape[1]
+        times = self.start_time + (self._emitted + np.arange(n)) * self.config.output_hop_seconds
+        self._emitted += n
+        return SELDOutput(sed, doa, times, self.config.class_names, self.config)
+
+    def _validate(self, chunk: object) -> np.ndarray:
+        if not isinstance(chunk, np.ndarray) or chunk.dtype != np.float32:
+            got = getattr(chunk, "dtype", type(chunk).__name__)
+            raise InputError(f"stream chunks must be float32 numpy arrays, got {got}; pass chunk.astype(np.float32)")
+        if chunk.ndim != 2 or chunk.shape[0] != FOA_CHANNELS:
+            raise InputError(f"stream chunk has shape {chunk.shape}; expected (4, n) FOA samples (W, Y, Z, X)")
+        if not np.isfinite(chunk).all():
+            raise InputError("stream chunk has NaN/Inf samples; clean them before pushing")
+        return chunk
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("this stream was flushed; create a new StreamingSELD for a new stream")

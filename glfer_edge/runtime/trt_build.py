@@ -1,0 +1,235 @@
+"""Build a TensorRT engine from a glfer-edge ONNX artifact: strongly typed, one code path for all flavours.
+
+Precision is whatever the ONNX holds (FP32, FP16 casts, INT8 Q/DQ): the network is strongly typed
+and no precision builder flag is ever set, which is the only mode TensorRT 11 and TensorRT-RTX
+have and an opt-in on TensorRT 10. The engine file is the raw plan (trtexec, Triton and DeepStream
+read it as is); everything else goes to the sidecar ``MODEL.engine.json``.
+
+TensorRT-RTX builds ahead of time on a machine without a GPU; the plan is specialized for the GPU
+when it is loaded. Standard TensorRT builds for the GPU it runs on.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from glfer_edge import metadata as md
+from glfer_edge._fileio import atomic_path
+from glfer_edge._version import __version__
+from glfer_edge.errors import ArtifactError, InputError
+from glfer_edge.runtime.artifact import config_from_metadata, read_onnx_metadata
+from glfer_edge.runtime.cuda import CudaError, DeviceInfo, open_cuda
+from glfer_edge.runtime.trt_compat import (
+    AHEAD_OF_TIME, SIDECAR_FORMAT, TensorRT, load_tensorrt, network_flags, sidecar_path, timing_cache_support,
+)
+
+__all__ = ["BuildResult", "build_engine", "parse_batch"]
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    engine_path: Path
+    sidecar_path: Path
+    seconds: float
+    sidecar: dict[str, Any]
+    notes: tuple[str, ...]  # things the user should know (timing cache unused, no GPU, ...)
+
+
+def parse_batch(text: str) -> tuple[int, int, int]:
+    """'MIN:OPT:MAX' or a single 'N' (a fixed batch) -> (min, opt, max)."""
+    parts = text.split(":")
+    try:
+        values = tuple(int(p) for p in parts)
+    except ValueError:
+        values = ()
+    if len(values) == 1:
+        values = values * 3
+    if len(values) != 3 or not 1 <= values[0] <= values[1] <= values[2]:
+        raise InputError(f"--batch {text!r} is not MIN:OPT:MAX with 1 <= MIN <= OPT <= MAX (e.g. 1:4:8) or one N")
+    return values  # type: ignore[return-value]
+
+
+def build_engine(
+    onnx_path: str | Path,
+    engine_path: str | Path,
+    *,
+    batch: tuple[int, int, int] = (1, 1, 1),
+    timing_cache: str | Path | None = None,
+    workspace_mb: int | None = None,
+    flavour: str | None = None,
+    progress: bool = True,
+) -> BuildResult:
+    """Parse ``onnx_path``, build a strongly typed engine with a batch profile, write plan + sidecar."""
+    onnx_path, engine_path = Path(onnx_path), Path(engine_path)
+    if not onnx_path.is_file():
+        raise InputError(f"ONNX model {onnx_path} not found; export one with 'glfer-edge export'")
+    onnx_meta = read_onnx_metadata(onnx_path)
+    config, precision = config_from_metadata(onnx_meta, onnx_path)
+    trt = load_tensorrt(flavour)
+    gpu, notes = _build_device(trt)
+    t0 = time.perf_counter()
+    builder = trt.module.Builder(trt.logger())
+    network = builder.create_network(network_flags(trt))
+    parser = trt.module.OnnxParser(network, trt.logger())
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i).desc()) for i in range(parser.num_errors))
+        raise ArtifactError(f"{trt.flavour} {trt.version} cannot parse {onnx_path}: {errors}")
+    audio = _network_io(network)[0]
+    if audio["name"] != md.INPUT_NAME or audio["shape"][1:] != [4, config.segment_samples]:
+        raise ArtifactError(
+            f"{onnx_path} input is {audio['name']} {audio['shape']}, expected {md.INPUT_NAME} "
+            f"[batch, 4, {config.segment_samples}]; re-export it with 'glfer-edge export'"
+        )
+    fixed = audio["shape"][0]
+    if fixed != -1 and batch != (fixed,) * 3:
+        raise InputError(f"{onnx_path} has a fixed batch of {fixed}; pass --batch {fixed} or export a dynamic batch")
+    builder_config = builder.create_builder_config()
+    if workspace_mb is not None:
+        builder_config.set_memory_pool_limit(trt.module.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
+    profile = builder.create_optimization_profile()
+    shapes = [(b, 4, config.segment_samples) for b in batch]
+    profile.set_shape(md.INPUT_NAME, *shapes)
+    builder_config.add_optimization_profile(profile)
+    cache_info, cache = _attach_timing_cache(trt, builder_config, timing_cache, notes)
+    monitor = _progress_monitor(trt, builder_config) if progress else None
+    try:
+        plan = builder.build_serialized_network(network, builder_config)
+    finally:
+        if monitor is not None:
+            monitor.close()
+    if plan is None:
+        raise ArtifactError(f"{trt.flavour} {trt.version} failed to build {onnx_path}; see the TensorRT log above")
+    seconds = time.perf_counter() - t0
+    with atomic_path(engine_path) as tmp:
+        tmp.write_bytes(memoryview(plan))
+    if cache is not None:
+        with atomic_path(timing_cache) as tmp:
+            tmp.write_bytes(memoryview(builder_config.get_timing_cache().serialize()))
+    sidecar = {
+        "format": SIDECAR_FORMAT,
+        "sdk_version": __version__,
+        "tensorrt": {
+            "flavour": trt.flavour, "version": trt.version,
+            "onnx_parser": str(getattr(trt.module, "get_nv_onnx_parser_version", lambda: "unknown")()),
+        },
+        "gpu": _gpu_record(trt, gpu, builder_config),
+        "precision": precision,
+        "onnx": {"path": str(onnx_path), "sha256": md.sha256_file(onnx_path)},
+        "io": _network_io(network),
+        "profile": {md.INPUT_NAME: {"min": list(shapes[0]), "opt": list(shapes[1]), "max": list(shapes[2])}},
+        "strongly_typed": True,
+        "workspace_mb": workspace_mb,
+        "timing_cache": cache_info,
+        "build_seconds": round(seconds, 3),
+        "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "onnx_metadata": onnx_meta,
+    }
+    side = sidecar_path(engine_path)
+    with atomic_path(side) as tmp:
+        tmp.write_text(json.dumps(sidecar, indent=2, sort_keys=True))
+    return BuildResult(engine_path, side, seconds, sidecar, tuple(notes))
+
+
+def _build_device(trt: TensorRT) -> tuple[DeviceInfo | None, list[str]]:
+    """The GPU the build targets, or None (TensorRT-RTX builds ahead of time without one)."""
+    try:
+        cuda = open_cuda()
+    except ImportError:
+        if trt.portable_engines:
+            return None, []
+        return None, ["cuda-python is not installed: the sidecar records no GPU, so loading cannot check it"]
+    if cuda.device_count() == 0:
+        if trt.portable_engines:
+            return None, [f"no CUDA GPU: {trt.flavour} builds ahead of time; the engine is specialized at load"]
+        raise CudaError(
+            f"{trt.flavour} needs a CUDA GPU to build and none is visible; build on the target device, "
+            "or build ahead of time with TensorRT-RTX (pip install 'glfer-edge[trt-rtx]')"
+        )
+    return cuda.device_info(0), []
+
+
+def _gpu_record(trt: TensorRT, gpu: DeviceInfo | None, builder_config: Any) -> dict[str, Any]:
+    if gpu is None:
+        record: dict[str, Any] = {"name": AHEAD_OF_TIME if trt.portable_engines else "unknown",
+                                  "compute_capability": AHEAD_OF_TIME if trt.portable_engines else None}
+    else:
+        record = {"name": gpu.name, "compute_capability": gpu.sm}
+    if trt.portable_engines:
+        n = int(getattr(builder_config, "num_compute_capabilities", 0))
+        targets = [str(builder_config.get_compute_capability(i)) for i in range(n)]
+        record["target_compute_capabilities"] = targets or f"{trt.flavour} default set"
+    return record
+
+
+def _network_io(network: Any) -> list[dict[str, Any]]:
+    tensors = [("input", network.get_input(i)) for i in range(network.num_inputs)]
+    tensors += [("output", network.get_output(i)) for i in range(network.num_outputs)]
+    return [
+        {"name": t.name, "mode": mode, "shape": [int(d) for d in t.shape],
+         "dtype": str(t.dtype).rsplit(".", 1)[-1].lower()}
+        for mode, t in tensors
+    ]
+
+
+def _attach_timing_cache(
+    trt: TensorRT, builder_config: Any, path: str | Path | None, notes: list[str]
+) -> tuple[dict[str, Any] | None, Any]:
+    """Load the cache file (if any) into the config; returns (sidecar record, cache or None)."""
+    if path is None:
+        return None, None
+    path = Path(path)
+    unsupported = timing_cache_support(trt, builder_config)
+    if unsupported is not None:
+        notes.append(f"timing cache not used ({unsupported})")
+        return {"path": str(path), "used": False, "reason": unsupported}, None
+    blob = path.read_bytes() if path.is_file() else b""
+    cache = builder_config.create_timing_cache(blob)
+    if not builder_config.set_timing_cache(cache, False):
+        raise ArtifactError(f"timing cache {path} does not fit this TensorRT/GPU; delete it and build again")
+    notes.append(f"timing cache {'loaded from' if blob else 'will be saved to'} {path}")
+    return {"path": str(path), "used": True, "loaded_bytes": len(blob)}, cache
+
+
+def _progress_monitor(trt: TensorRT, builder_config: Any) -> Any:
+    """A tqdm bar over the top-level build phase, when this TensorRT has IProgressMonitor."""
+    if not (hasattr(trt.module, "IProgressMonitor") and hasattr(builder_config, "progress_monitor")):
+        return None
+    from tqdm import tqdm
+
+    # The base class comes from the lazily imported TensorRT module, so the subclass is made here.
+    class _Monitor(trt.module.IProgressMonitor):
+        def __init__(self) -> None:
+            trt.module.IProgressMonitor.__init__(self)
+            self._bar: Any = None
+            self._top: str | None = None
+
+        def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
+            if parent_phase is None and self._bar is None:
+                self._top = phase_name
+                self._bar = tqdm(total=num_steps, desc=phase_name, unit="step", leave=False)
+            elif self._bar is not None:
+                self._bar.set_postfix_str(phase_name[:40], refresh=True)
+
+        def step_complete(self, phase_name: str, step: int) -> bool:
+            if phase_name == self._top and self._bar is not None:
+                self._bar.n = step + 1
+                self._bar.refresh()
+            return True  # False would cancel the build
+
+        def phase_finish(self, phase_name: str) -> None:
+            if phase_name == self._top:
+                self.close()
+
+        def close(self) -> None:
+            if self._bar is not None:
+                self._bar.close()
+                self._bar = None
+
+    monitor = _Monitor()
+    builder_config.progress_monitor = monitor
+    return monitor

@@ -1,0 +1,104 @@
+"""Postprocessing: thresholds, median filter, events with tracks, label-rate rows, CSV/JSON writers."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from glfer_edge import postprocess as pp
+from glfer_edge.config import SYNTH_CLASSES, get_preset
+from glfer_edge.data.dcase import polar_to_cartesian, read_metadata_csv
+from glfer_edge.errors import InputError
+from glfer_edge.runtime import SELDOutput
+
+CFG = get_preset("tiny")  # 13 synthetic classes, 0.2-s output frames
+HOP = CFG.output_hop_seconds
+
+
+def _outputs(n_frames: int = 12) -> tuple[np.ndarray, np.ndarray]:
+    """Class 2 active in frames 3..7 with a source moving 0 -> 40 deg azimuth at 10 deg elevation."""
+    sed = np.full((n_frames, 13), 0.1, np.float32)
+    doa = np.zeros((n_frames, 13, 3), np.float32)
+    sed[3:8, 2] = 0.9
+    azimuth = np.linspace(0, 40, 5)
+    doa[3:8, 2] = 0.8 * polar_to_cartesian(azimuth, np.full(5, 10.0))  # not unit length, as the network
+    return sed, doa
+
+
+def test_threshold_and_per_class_overrides():
+    sed = np.array([[0.29, 0.30, 0.5], [0.31, 0.1, 0.7]], np.float32)
+    np.testing.assert_array_equal(pp.activity(sed), [[False, True, True], [True, False, True]])
+    got = pp.activity(sed, 0.3, class_thresholds={"b": 0.05, 2: 0.6}, class_names=("a", "b", "c"))
+    np.testing.assert_array_equal(got, [[False, True, False], [True, True, True]])
+    with pytest.raises(InputError, match="unknown class 'z'"):
+        pp.activity(sed, class_thresholds={"z": 0.5}, class_names=("a", "b", "c"))
+    with pytest.raises(InputError, match="between 0 and 1"):
+        pp.activity(sed, 1.5)
+
+
+def test_median_filter_removes_blips_and_fills_gaps():
+    sed = np.zeros((9, 2), np.float32)
+    sed[4, 0] = 0.9  # a one-frame blip
+    sed[1:8, 1] = 0.9
+    sed[4, 1] = 0.0  # a one-frame gap
+    active = pp.activity(sed, median_frames=3)
+    assert not active[:, 0].any()
+    np.testing.assert_array_equal(np.flatnonzero(active[:, 1]), np.arange(1, 8))
+    with pytest.raises(InputError, match="odd"):
+        pp.activity(sed, median_frames=4)
+
+
+def test_events_follow_a_moving_source():
+    sed, doa = _outputs()
+    times = np.arange(len(sed)) * HOP
+    events = pp.events_from_frames(pp.activity(sed), sed, doa, times, HOP, SYNTH_CLASSES)
+    assert len(events) == 1
+    e = events[0]
+    assert (e.class_idx, e.class_name, e.onset, e.offset) == (2, SYNTH_CLASSES[2], 0.6, 1.6)
+    assert e.duration == pytest.approx(1.0)
+    np.testing.assert_allclose(e.track_azimuth, np.linspace(0, 40, 5), atol=1e-4)
+    np.testing.assert_allclose(e.track_elevation, 10.0, atol=1e-4)
+    assert e.track_times == (0.6, 0.8, 1.0, 1.2, 1.4)
+    assert e.azimuth == pytest.approx(20.0, abs=0.1) and e.elevation == pytest.approx(10.2, abs=0.3)
+    assert e.mean_probability == pytest.approx(0.9)
+
+
+def test_detect_events_reads_one_clip_of_a_batch():
+    sed, doa = _outputs()
+    batch_sed = np.stack([np.full_like(sed, 0.1), sed])
+    batch_doa = np.stack([doa, doa])
+    out = SELDOutput(batch_sed, batch_doa, np.arange(len(sed)) * HOP + 10.0, CFG.class_names, CFG)
+    assert pp.detect_events(out, 0) == []
+    (event,) = pp.detect_events(out, 1)
+    assert (event.onset, event.offset) == (10.6, 11.6)  # absolute frame times are kept
+    assert pp.detect_events(out, 1, threshold=0.95) == []
+
+
+def test_label_rate_rows_repeat_each_output_frame_twice():
+    sed, doa = _outputs()
+    assert pp.label_rate_factor(CFG) == 2
+    np.testing.assert_array_equal(pp.to_label_rate(np.array([1, 2, 3])), [1, 1, 2, 2, 3, 3])
+    rows = pp.outputs_to_rows(sed, doa, CFG)
+    assert [r.frame for r in rows] == list(range(6, 16))
+    assert {r.class_idx for r in rows} == {2} and {r.track for r in rows} == {0}
+    np.testing.assert_allclose([r.azimuth for r in rows], np.repeat(np.linspace(0, 40, 5), 2), atol=1e-4)
+    cut = pp.outputs_to_rows(sed, doa, CFG, duration=1.3)  # label frame 13 starts at the end
+    assert [r.frame for r in cut] == list(range(6, 13))
+
+
+def test_dcase_csv_and_json_writers_round_trip(tmp_path):
+    sed, doa = _outputs()
+    rows = pp.outputs_to_rows(sed, doa, CFG)
+    pp.write_dcase_csv(tmp_path / "pred.csv", rows)
+    back = read_metadata_csv(tmp_path / "pred.csv")
+    assert [(r.frame, r.class_idx, r.track) for r in back] == [(r.frame, r.class_idx, r.track) for r in rows]
+    np.testing.assert_allclose([r.elevation for r in back], [r.elevation for r in rows])
+    events = pp.events_from_frames(pp.activity(sed), sed, doa, np.arange(len(sed)) * HOP, HOP, SYNTH_CLASSES)
+    pp.write_events_json(tmp_path / "events.json", events, {"model": "tiny"})
+    data = json.loads((tmp_path / "events.json").read_text())
+    assert data["model"] == "tiny" and len(data["events"]) == 1
+    assert data["events"][0]["class_name"] == SYNTH_CLASSES[2] and data["events"][0]["onset"] == 0.6
+    assert "phone" not in pp.format_events(events) and SYNTH_CLASSES[2] in pp.format_events(events)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["events.json", "pred.csv"]  # no temp files left
