@@ -1,0 +1,121 @@
+"""INT8 calibration report: activation ranges of the Q/DQ graph and INT8-vs-FP32 accuracy on held-out scenes.
+
+Written next to the artifact as ``<artifact>.calibration.json`` and ``.md``. Accuracy is measured
+with ONNX Runtime on generated scenes the calibration never saw (another seed, same level range):
+output parity (glfer_edge.tolerances) and the SELD error of both artifacts against the scenes'
+labels (glfer_edge.metrics, DCASE 2023 rules), whose difference is the ``seld_delta`` tolerance.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from glfer_edge import metadata as md
+from glfer_edge._fileio import write_text_atomic
+from glfer_edge.config import SELDConfig
+from glfer_edge.tolerances import TOLERANCES, compare_outputs, violations
+
+INT8_MAX = 127
+HELD_OUT_SEED_OFFSET = 1_000_003  # held-out scenes: a seed the calibration set never uses
+
+
+def activation_ranges(qdq: onnx.ModelProto) -> dict[str, float]:
+    """Tensor -> calibrated absolute range (scale * 127) of every activation QuantizeLinear."""
+    inits = {t.name: t for t in qdq.graph.initializer}
+    ranges = {}
+    for node in qdq.graph.node:
+        if node.op_type == "QuantizeLinear" and node.input[0] not in inits:
+            scale = numpy_helper.to_array(inits[node.input[1]])
+            ranges[node.input[0]] = float(np.max(scale)) * INT8_MAX
+    return ranges
+
+
+def held_out_accuracy(
+    fp32: onnx.ModelProto, int8: onnx.ModelProto, config: SELDConfig, n_scenes: int = 16, seed: int = 0
+) -> dict[str, Any]:
+    """Parity statistics, tolerance violations and SELD errors of INT8 vs FP32 on generated scenes."""
+    import onnxruntime as ort
+
+    from glfer_edge.calibration.readers import SynthReader
+    from glfer_edge.metrics import SELDMetrics
+    from glfer_edge.postprocess import outputs_to_rows
+
+    reader = SynthReader(config, n_scenes, seed + HELD_OUT_SEED_OFFSET)
+    sessions = {
+        name: ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
+        for name, graph in (("fp32", fp32), ("int8", int8))
+    }
+    chunks = {name: [] for name in sessions}
+    for batch in reader:  # batches of a few segments keep the activations of large presets in memory
+        for name, session in sessions.items():
+            chunks[name].append(session.run(list(md.OUTPUT_NAMES), batch))
+    outputs = {name: [np.concatenate(parts) for parts in zip(*runs)] for name, runs in chunks.items()}
+    stats = compare_outputs(*outputs["fp32"], *outputs["int8"], threshold=config.sed_threshold)
+    labels = [reader.scene(i).rows for i in range(n_scenes)]
+    seld = {}
+    for name, (sed, doa) in outputs.items():
+        metrics = SELDMetrics(config.model.num_classes, edition="2023")
+        for i, rows in enumerate(labels):
+            if rows:  # the official 2023 scoring cannot score an empty reference
+                metrics.update(rows, outputs_to_rows(sed[i], doa[i], config))
+        seld[name] = metrics.compute().seld if metrics.num_files else float("nan")
+    delta = seld["int8"] - seld["fp32"]
+    return {
+        "scenes": n_scenes, "seed": reader.seed, "parity": stats.to_dict(),
+        "seld_fp32": seld["fp32"], "seld_int8": seld["int8"], "seld_delta": delta,
+        "violations": violations(stats, TOLERANCES["int8"], None if np.isnan(delta) else delta),
+    }
+
+
+def write_calibration_report(artifact: str | Path, calibration: dict[str, Any], ranges: dict[str, float],
+                             accuracy: dict[str, Any] | None) -> tuple[Path, Path]:
+    """Write ``<artifact>.calibration.json`` and ``.md``; returns both paths."""
+    artifact = Path(artifact)
+    base = artifact.with_name(artifact.name.removesuffix(".onnx"))
+    report = {"artifact": artifact.name, "calibration": calibration, "activation_ranges": ranges, "accuracy": accuracy}
+    json_path, md_path = Path(f"{base}.calibration.json"), Path(f"{base}.calibration.md")
+    write_text_atomic(json_path, json.dumps(_finite(report), indent=2, sort_keys=True))
+    write_text_atomic(md_path, _markdown(report))
+    return json_path, md_path
+
+
+def _finite(value: Any) -> Any:
+    """NaN/inf (no active cell, no scorable scene) -> None: strict JSON."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _markdown(report: dict[str, Any]) -> str:
+    cal, acc, ranges = report["calibration"], report["accuracy"], report["activation_ranges"]
+    lines = [f"# INT8 calibration report: {report['artifact']}", "", "## Calibration", ""]
+    lines += [f"- {k}: {v}" for k, v in sorted(cal.items()) if k != "warnings"]
+    lines += ["", "Warnings: " + ("; ".join(cal["warnings"]) if cal["warnings"] else "none"), ""]
+    if acc is not None:
+        p = acc["parity"]
+        lines += [
+            f"## INT8 vs FP32 on {acc['scenes']} held-out generated scenes (seed {acc['seed']})", "",
+            "| metric | value | INT8 tolerance |", "|---|---|---|",
+            f"| SED decision agreement | {p['sed_agreement']:.4f} | >= {TOLERANCES['int8'].sed_agreement_min} |",
+            f"| mean DOA angle on active frames (deg) | {p['doa_angle_mean_deg']:.3f} | "
+            f"<= {TOLERANCES['int8'].doa_angle_mean_max_deg} |",
+            f"| SELD error FP32 / INT8 / delta | {acc['seld_fp32']:.4f} / {acc['seld_int8']:.4f} / "
+            f"{acc['seld_delta']:+.4f} | <= {TOLERANCES['int8'].seld_delta_max} |",
+            f"| SED max / mean abs error | {p['sed_max_abs']:.4g} / {p['sed_mean_abs']:.4g} | |",
+            f"| DOA max / mean abs error | {p['doa_max_abs']:.4g} / {p['doa_mean_abs']:.4g} | |",
+            "", "Violations: " + ("; ".join(acc["violations"]) if acc["violations"] else "none"), "",
+        ]
+    lines += ["## Activation ranges (|x| <= scale * 127)", "", "| tensor | range |", "|---|---|"]
+    lines += [f"| `{name}` | {value:.4g} |" for name, value in sorted(ranges.items())]
+    return "\n".join(lines) + "\n"

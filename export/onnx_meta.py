@@ -1,0 +1,94 @@
+"""Artifact metadata in ONNX ``metadata_props``: what the runtime reads to know the model's contract.
+
+Only ``onnx`` is imported here (no torch), so a deploy-only runtime can read the SELDConfig, the
+precision and the provenance of an artifact without the build-time dependencies.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from glfer_edge import metadata as md
+from glfer_edge._version import __version__
+from glfer_edge.config import SELDConfig
+from glfer_edge.errors import ArtifactError
+
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def write_onnx_metadata(
+    model: onnx.ModelProto,
+    config: SELDConfig,
+    precision: str,
+    weights_sha256: str,
+    calibration: dict[str, Any] | None = None,
+) -> None:
+    """Set the glfer-edge keys in ``model.metadata_props`` (replacing earlier values of the same keys)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r} is not one of {PRECISIONS}")
+    props = {
+        md.KEY_FORMAT: md.FORMAT_VERSION,
+        md.KEY_VERSION: __version__,
+        md.KEY_CONFIG: config.to_json(),
+        md.KEY_PRECISION: precision,
+        md.KEY_WEIGHTS_SHA256: weights_sha256,
+    }
+    if calibration is not None:
+        props[md.KEY_CALIBRATION] = json.dumps(calibration, sort_keys=True)
+    onnx.helper.set_model_props(model, {**graph_metadata(model), **props})
+
+
+def set_precision(model: onnx.ModelProto, precision: str, calibration: dict[str, Any] | None = None) -> None:
+    """Re-label a converted copy of an artifact (FP16, INT8), keeping its config and provenance."""
+    meta = graph_metadata(model)
+    if md.KEY_CONFIG not in meta:
+        raise ValueError("the graph carries no glfer-edge metadata; call write_onnx_metadata first")
+    write_onnx_metadata(model, graph_config(model), precision, meta[md.KEY_WEIGHTS_SHA256], calibration)
+
+
+def graph_metadata(model: onnx.ModelProto) -> dict[str, str]:
+    """The metadata_props of an in-memory graph as a dict."""
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def graph_config(model: onnx.ModelProto) -> SELDConfig:
+    """The SELDConfig of an in-memory graph written by this module."""
+    return SELDConfig.from_json(graph_metadata(model)[md.KEY_CONFIG])
+
+
+def read_onnx_metadata(path: str | Path) -> dict[str, str]:
+    """The metadata_props of a glfer-edge ONNX artifact; ArtifactError if unreadable or foreign."""
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"ONNX file {path} not found; run 'glfer-edge export' first")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf raises DecodeError and others for damaged files
+        raise ArtifactError(f"{path} is not a readable ONNX file ({exc}); re-export it") from None
+    meta = graph_metadata(model)
+    if md.KEY_CONFIG not in meta:
+        raise ArtifactError(f"{path} has no glfer-edge metadata; export it with 'glfer-edge export'")
+    if meta.get(md.KEY_FORMAT) != md.FORMAT_VERSION:
+        raise ArtifactError(
+            f"{path} has artifact format {meta.get(md.KEY_FORMAT)!r}, this SDK reads {md.FORMAT_VERSION!r}; "
+            "re-export it with this glfer-edge version"
+        )
+    return meta
+
+
+def onnx_config(path: str | Path) -> SELDConfig:
+    """The SELDConfig embedded in an artifact (including the export's segment length)."""
+    try:
+        return SELDConfig.from_json(read_onnx_metadata(path)[md.KEY_CONFIG])
+    except (ValueError, TypeError) as exc:
+        raise ArtifactError(f"{path}: embedded config is invalid ({exc}); re-export it with this SDK") from None
+
+
+def calibration_of(meta: dict[str, str]) -> dict[str, Any] | None:
+    """The calibration summary in an INT8 artifact's metadata (None for other precisions)."""
+    raw = meta.get(md.KEY_CALIBRATION)
+    return None if raw is None else json.loads(raw)

@@ -1,0 +1,182 @@
+"""INT8 calibration: readers, the Q/DQ graph TensorRT needs, accuracy vs FP32, determinism, warnings, report.
+
+The bundled demo model when present, else a random tiny model (feature statistics fitted on
+generated scenes, SED head scaled so its probabilities straddle the 0.3 threshold: the hardest case
+for decision agreement), exported at 1 s.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import onnx
+import pytest
+import soundfile as sf
+import torch
+from onnx import numpy_helper
+
+from glfer_edge import metadata as md
+from glfer_edge.calibration.readers import FolderReader, SynthReader
+from glfer_edge.calibration.report import activation_ranges, held_out_accuracy, write_calibration_report
+from glfer_edge.config import get_preset
+from glfer_edge.errors import InputError
+from glfer_edge.export.int8 import FLOAT_SCOPES, MIN_SEGMENTS, quantize_int8
+from glfer_edge.export.onnx_fp32 import export_fp32
+from glfer_edge.export.onnx_meta import calibration_of, graph_config, graph_metadata
+from glfer_edge.model.glfernet import GLFERNet
+from glfer_edge.tolerances import TOLERANCES
+from glfer_edge.weights import DEFAULT_WEIGHTS, load_model
+
+CONFIG = get_preset("tiny").replace(segment_seconds=1.0)
+
+
+def random_model() -> GLFERNet:
+    from glfer_edge.frontend.reference import extract_features, fit_standardization
+
+    torch.manual_seed(0)
+    model = GLFERNet(CONFIG).eval()
+    reader = SynthReader(CONFIG, 6, seed=5)
+    feats = [extract_features(reader.segment(i), CONFIG.features) for i in range(6)]
+    model.frontend.set_statistics(*fit_standardization(feats))
+    with torch.no_grad():
+        model.decoder.sed_head[-1].weight.mul_(8.0)
+        model.decoder.sed_head[-1].bias.fill_(-0.5)
+    return model
+
+
+@pytest.fixture(scope="module")
+def fp32():
+    if DEFAULT_WEIGHTS.exists():
+        return export_fp32(load_model(DEFAULT_WEIGHTS), md.sha256_file(DEFAULT_WEIGHTS), CONFIG.segment_seconds)
+    return export_fp32(random_model(), "random-init:tiny")
+
+
+@pytest.fixture(scope="module")
+def config(fp32):
+    return graph_config(fp32)
+
+
+@pytest.fixture(scope="module")
+def int8(fp32, config):
+    return quantize_int8(fp32, SynthReader(config, MIN_SEGMENTS, seed=0), "minmax")
+
+
+def initializer(graph, name):
+    return next(numpy_helper.to_array(t) for t in graph.graph.initializer if t.name == name)
+
+
+def test_synth_reader_is_deterministic_and_spans_the_levels():
+    a, b = SynthReader(CONFIG, 6, seed=3, batch_size=4), SynthReader(CONFIG, 6, seed=3, batch_size=4)
+    batches = list(a)
+    assert [x["audio"].shape for x in batches] == [(4, 4, 24000), (2, 4, 24000)]
+    assert all(np.array_equal(x["audio"], y["audio"]) for x, y in zip(batches, b))
+    peaks = 20 * np.log10(np.abs(np.concatenate([x["audio"] for x in batches])).max(axis=(1, 2)))
+    assert np.all((peaks >= -50.01) & (peaks <= -2.99)) and np.ptp(peaks) > 10
+    assert not np.array_equal(SynthReader(CONFIG, 1, seed=4).segment(0), a.segment(0))
+    a.set_range(1, 2)
+    assert [x["audio"].shape[0] for x in a] == [2]
+
+
+def test_folder_reader_cuts_recordings_of_any_length(tmp_path):
+    rng = np.random.default_rng(0)
+    long, short = rng.uniform(-0.5, 0.5, (62400, 4)), rng.uniform(-0.5, 0.5, (7200, 4))  # 2.6 s and 0.3 s
+    (tmp_path / "sub").mkdir()
+    sf.write(tmp_path / "a.wav", long, 24000, subtype="FLOAT")
+    sf.write(tmp_path / "sub" / "b.wav", short, 24000, subtype="FLOAT")
+    reader = FolderReader(tmp_path, CONFIG)
+    assert reader.n_segments == 4  # 2 full + the 0.6-s tail of a.wav, b.wav padded
+    np.testing.assert_allclose(reader.segment(1), long[24000:48000].T, atol=1e-7)
+    np.testing.assert_allclose(reader.segment(2)[:, :14400], long[48000:].T, atol=1e-7)
+    assert not reader.segment(2)[:, 14400:].any() and not reader.segment(3)[:, 7200:].any()
+    subset = FolderReader(tmp_path, CONFIG, n_segments=2, seed=1)
+    assert subset.n_segments == 2 and subset.index == FolderReader(tmp_path, CONFIG, n_segments=2, seed=1).index
+
+
+@pytest.mark.parametrize("channels, rate", [(2, 24000), (4, 48000)])
+def test_folder_reader_rejects_wrong_audio(tmp_path, channels, rate):
+    sf.write(tmp_path / "x.wav", np.zeros((rate, channels)), rate)
+    with pytest.raises(InputError, match="4-channel"):
+        FolderReader(tmp_path, CONFIG)
+
+
+def test_folder_reader_rejects_empty_or_missing_folders(tmp_path):
+    with pytest.raises(InputError, match="no .wav"):
+        FolderReader(tmp_path, CONFIG)
+    with pytest.raises(InputError, match="does not exist"):
+        FolderReader(tmp_path / "missing", CONFIG)
+
+
+def test_int8_graph_follows_tensorrt_qdq_rules(int8):
+    nodes = int8.graph.node
+    quant = [n for n in nodes if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    assert len(quant) > 50
+    for n in quant:
+        zero_point = initializer(int8, n.input[2])
+        assert zero_point.dtype == np.int8 and not zero_point.any()  # symmetric INT8
+    for conv in (n for n in nodes if n.op_type == "Conv"):
+        weight_dq = next((n for n in nodes if n.output[0] == conv.input[1] and n.op_type == "DequantizeLinear"), None)
+        floated = any(s in conv.name for s in FLOAT_SCOPES)
+        assert (weight_dq is None) == floated, conv.name
+        if weight_dq is not None:  # per-channel weight scales, float bias
+            assert initializer(int8, weight_dq.input[1]).shape == (initializer(int8, weight_dq.input[0]).shape[0],)
+            assert len(conv.input) < 3 or not any(n.output[0] == conv.input[2] for n in nodes)
+    activation_q = [n for n in quant if n.op_type == "QuantizeLinear"]
+    assert all(initializer(int8, n.input[1]).ndim == 0 for n in activation_q)  # per-tensor activations
+    dequantized = {n.output[0] for n in quant if n.op_type == "DequantizeLinear"}
+    float_nodes = [n for n in nodes if n.name.startswith("/frontend/") or n.op_type == "GRU"]
+    assert float_nodes and not any(dequantized & set(n.input) for n in float_nodes)
+
+
+def test_int8_close_to_fp32_on_held_out_scenes(fp32, int8, config):
+    acc = held_out_accuracy(fp32, int8, config, n_scenes=8, seed=0)
+    assert acc["violations"] == [], acc
+    parity = acc["parity"]
+    assert parity["sed_agreement"] >= TOLERANCES["int8"].sed_agreement_min
+    assert 0 < parity["active_cells"] < 8 * 5 * config.model.num_classes
+    assert parity["doa_angle_mean_deg"] <= TOLERANCES["int8"].doa_angle_mean_max_deg
+    assert abs(acc["seld_delta"]) <= TOLERANCES["int8"].seld_delta_max and np.isfinite(acc["seld_fp32"])
+    assert parity["sed_max_abs"] > 0  # INT8 really changed the numbers
+
+
+@pytest.mark.parametrize("method", ["entropy", "percentile"])
+def test_histogram_methods_meet_the_int8_tolerances(fp32, config, method):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # 16 segments (< 32) keep the test fast
+        q = quantize_int8(fp32, SynthReader(config, 16, seed=0), method)
+    assert calibration_of(graph_metadata(q))["method"] == method
+    assert held_out_accuracy(fp32, q, config, n_scenes=8, seed=0)["violations"] == []
+
+
+def test_calibration_is_deterministic(fp32, int8, config):
+    again = quantize_int8(fp32, SynthReader(config, MIN_SEGMENTS, seed=0), "minmax")
+    assert activation_ranges(again) == activation_ranges(int8)
+    other = quantize_int8(fp32, SynthReader(config, MIN_SEGMENTS, seed=1), "minmax")
+    assert activation_ranges(other) != activation_ranges(int8)
+
+
+def test_small_or_silent_calibration_sets_warn(fp32, config):
+    with pytest.warns(UserWarning) as caught:
+        q = quantize_int8(fp32, SynthReader(config, 4, seed=0, levels_dbfs=(-100.0, -95.0)), "minmax")
+    messages = " ".join(str(w.message) for w in caught)
+    assert "only 4 calibration segments" in messages and "nearly silent" in messages
+    summary = calibration_of(graph_metadata(q))
+    assert len(summary["warnings"]) == 2 and summary["segments"] == 4 and summary["rms_dbfs"] < -70
+
+
+def test_metadata_and_report(fp32, int8, tmp_path):
+    meta = graph_metadata(int8)
+    assert meta[md.KEY_PRECISION] == "int8" and meta[md.KEY_CONFIG] == graph_metadata(fp32)[md.KEY_CONFIG]
+    summary = calibration_of(meta)
+    assert summary["method"] == "minmax" and summary["source"] == "synth" and summary["seed"] == 0
+    assert summary["segments"] == MIN_SEGMENTS and summary["level_range_dbfs_peak"] == [-50.0, -3.0]
+    assert summary["warnings"] == []
+    ranges = activation_ranges(int8)
+    assert ranges and all(v > 0 for v in ranges.values())
+    path = tmp_path / "model.int8.onnx"
+    onnx.save(int8, str(path))
+    json_path, md_path = write_calibration_report(path, summary, ranges, None)
+    report = json.loads(json_path.read_text())
+    assert report["activation_ranges"] == pytest.approx(ranges) and report["calibration"] == summary
+    assert "Activation ranges" in md_path.read_text() and json_path.name == "model.int8.calibration.json"
