@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
+from pathlib import Path
 
 from glfer_edge.data.dcase import EDITIONS
+from glfer_edge.errors import InputError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--ref", required=True, help="reference folder: metadata_dev (<split>/<name>.csv) or one split")
-    parser.add_argument("--pred", required=True, help="flat folder of prediction CSVs named like the references")
+    parser.add_argument("--ref", help="reference folder: metadata_dev (<split>/<name>.csv) or one split")
+    parser.add_argument("--pred", help="flat folder of prediction CSVs named like the references")
+    parser.add_argument("--model", help="instead of --ref/--pred: run this model (.onnx, .engine, .safetensors; "
+                                        "'default' = bundled demo) over --data and score it")
+    parser.add_argument("--data", help="DCASE-layout dataset folder for --model")
+    parser.add_argument("--split", default=None, help="split of --data to score (default: all)")
+    parser.add_argument("--layout", default="synth", help="dataset layout of --data: synth, dcase2021, starss23")
+    parser.add_argument("--pred-out", help="with --model: keep the prediction CSVs in this folder")
     parser.add_argument("--edition", choices=EDITIONS, default="2023",
                         help="DCASE edition whose metric code and CSV format to follow (default 2023)")
     parser.add_argument("--average", choices=("macro", "micro"), default=None,
@@ -25,7 +34,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
 
 
+def predict_folder(model: str | None, data: str, split: str | None, layout: str, out_dir: Path) -> Path:
+    """Write the model's DCASE prediction CSVs for every recording of a dataset split; returns the ref folder."""
+    from tqdm import tqdm
+
+    from glfer_edge.audio import load_audio
+    from glfer_edge.data.layout import list_pairs
+    from glfer_edge.postprocess import outputs_to_rows, write_dcase_csv
+    from glfer_edge.runtime import SELDRuntime
+    from glfer_edge.runtime.segments import infer_long
+
+    pairs = list_pairs(data, split, layout=layout)
+    if not pairs:
+        raise InputError(f"no recordings under {data} (split {split or 'all'}); check --data and --split")
+    with SELDRuntime.open(None if model in (None, "default") else model) as rt:
+        for wav, csv in tqdm(pairs, unit="file", desc="predict"):
+            rec = load_audio(wav, rt.config.features.sample_rate)
+            out = infer_long(rt, rec.audio)
+            duration = rec.audio.shape[-1] / rt.config.features.sample_rate
+            rows = outputs_to_rows(out.sed[0], out.doa[0], rt.config, duration=duration)
+            write_dcase_csv(out_dir / f"{csv.stem}.csv", rows)
+    return pairs[0][1].parent if split else pairs[0][1].parents[1]
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.model is not None:
+        if args.data is None:
+            raise InputError("--model needs --data DIR (a DCASE-layout dataset); or pass --ref and --pred")
+        with tempfile.TemporaryDirectory() as tmp:
+            pred = Path(args.pred_out or tmp)
+            args.ref = str(predict_folder(args.model, args.data, args.split, args.layout, pred))
+            args.pred = str(pred)
+            return _score(args)
+    if args.ref is None or args.pred is None:
+        raise InputError("pass --ref DIR and --pred DIR, or --model PATH and --data DIR")
+    return _score(args)
+
+
+def _score(args: argparse.Namespace) -> int:
     from glfer_edge.metrics import evaluate_folders
 
     result = evaluate_folders(
