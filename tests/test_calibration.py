@@ -27,7 +27,6 @@ from glfer_edge.export.onnx_fp32 import export_fp32
 from glfer_edge.export.onnx_meta import calibration_of, graph_config, graph_metadata
 from glfer_edge.model.glfernet import GLFERNet
 from glfer_edge.tolerances import TOLERANCES
-from glfer_edge.weights import DEFAULT_WEIGHTS, load_model
 
 CONFIG = get_preset("tiny").replace(segment_seconds=1.0)
 
@@ -48,8 +47,8 @@ def random_model() -> GLFERNet:
 
 @pytest.fixture(scope="module")
 def fp32():
-    if DEFAULT_WEIGHTS.exists():
-        return export_fp32(load_model(DEFAULT_WEIGHTS), md.sha256_file(DEFAULT_WEIGHTS), CONFIG.segment_seconds)
+    # Not the bundled demo model: it is under-trained and never crosses the 0.3 threshold, so the
+    # INT8 DOA checks on active cells would see none.
     return export_fp32(random_model(), "random-init:tiny")
 
 

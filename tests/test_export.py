@@ -28,15 +28,17 @@ from glfer_edge.export.fp16 import FRONTEND_SCOPE, half_precision_reference, ref
 from glfer_edge.export.onnx_fp32 import io_shapes
 from glfer_edge.model.glfernet import GLFERNet
 from glfer_edge.tolerances import TOLERANCES, compare_outputs, violations
-from glfer_edge.weights import DEFAULT_WEIGHTS, load_model, save_weights
+from glfer_edge.weights import load_model, save_weights
 
 SEGMENT_S = 1.0
 
 
 def tiny_weights(path: Path) -> Path:
-    """The bundled demo weights, or a random tiny model with fitted feature statistics and a spread SED head."""
-    if DEFAULT_WEIGHTS.exists():
-        return DEFAULT_WEIGHTS
+    """A random tiny model with fitted feature statistics and a spread SED head.
+
+    Not the bundled demo model: it is under-trained and never crosses the 0.3 threshold, so DOA
+    parity on active cells would go unchecked (the bundled model has tests of its own).
+    """
     from glfer_edge.data.synth import SceneConfig, generate_scene
     from glfer_edge.frontend.reference import extract_features, fit_standardization
 
@@ -88,11 +90,21 @@ def ort_outputs(path, audio):
 
 
 def test_fp32_matches_torch_on_quiet_and_loud_audio(exported):
-    audio = np.concatenate(list(exported["audio"].values()))
+    audio = np.concatenate([exported["audio"]["quiet"], exported["audio"]["loud"]])
     sed, doa = ort_outputs(exported["dir"] / "model.fp32.onnx", audio)
-    assert sed.shape == (5, 5, 13) and doa.shape == (5, 5, 13, 3)
+    assert sed.shape == (4, 5, 13) and doa.shape == (4, 5, 13, 3)
     stats = compare_outputs(*torch_outputs(exported["model"], audio), sed, doa)
     assert violations(stats, TOLERANCES["fp32"]) == [] and stats.sed_max_abs > 0  # a real comparison
+
+
+def test_fp32_on_a_full_scale_pure_tone_stays_finite_and_close(exported):
+    # Away from the tone every STFT bin is leakage at the fp32 rounding floor, so its unit intensity
+    # vector is numerically undetermined and two fp32 implementations (torch vs ORT convolutions)
+    # disagree there; measured with the demo weights: DOA 1.5e-4 on the tone vs 2e-6 on scenes.
+    audio = exported["audio"]["tone"]
+    sed, doa = ort_outputs(exported["dir"] / "model.fp32.onnx", audio)
+    stats = compare_outputs(*torch_outputs(exported["model"], audio), sed, doa)
+    assert stats.nonfinite == 0 and stats.sed_max_abs <= 1e-3 and stats.doa_max_abs <= 1e-3
 
 
 def test_fp32_graph_is_deployable(exported):
