@@ -1,0 +1,62 @@
+"""Fixtures of the parity suite: 2-s reference weights, their exported artifacts and labelled scenes.
+
+The reference is the bundled demo model (glfer_edge/assets/glfer_tiny_synth.safetensors) re-saved
+for 2-s segments; until it ships, a random tiny model stands in (``REFERENCE_NOTE`` says which).
+Artifacts are exported once per session into a temporary folder.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("onnx")
+
+SEGMENT_SECONDS = 2.0
+N_SCENES = 3
+
+
+@pytest.fixture(scope="session")
+def reference(tmp_path_factory) -> tuple[Path, str]:
+    """(2-s weights file, what they are)."""
+    import torch
+
+    from glfer_edge.config import get_preset
+    from glfer_edge.model.glfernet import GLFERNet
+    from glfer_edge.weights import DEFAULT_WEIGHTS, load_model, save_weights
+
+    out = tmp_path_factory.mktemp("parity") / "reference.safetensors"
+    if DEFAULT_WEIGHTS.is_file():
+        bundled = load_model(DEFAULT_WEIGHTS)
+        model = GLFERNet(bundled.config.replace(segment_seconds=SEGMENT_SECONDS))
+        model.load_state_dict(bundled.state_dict())
+        note = "bundled demo model"
+    else:
+        torch.manual_seed(0)
+        model = GLFERNet(get_preset("tiny").replace(segment_seconds=SEGMENT_SECONDS))
+        note = "random tiny model (bundled demo weights not found)"
+    save_weights(model.eval(), out)
+    return out, note
+
+
+@pytest.fixture(scope="session")
+def artifacts(reference, tmp_path_factory) -> dict[str, Path]:
+    """precision -> ONNX artifact of the reference weights (INT8 calibrated on 8 generated segments, for speed)."""
+    from glfer_edge.export import export_artifacts
+
+    out = tmp_path_factory.mktemp("artifacts")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the small calibration set (8 < 32 segments) is on purpose
+        result = export_artifacts(out, ("fp32", "fp16", "int8"), weights=reference[0], calib_segments=8, report_scenes=0)
+    return result.artifacts
+
+
+@pytest.fixture(scope="session")
+def recordings(reference):
+    from glfer_edge.parity import synth_recordings
+    from glfer_edge.weights import read_config
+
+    return synth_recordings(read_config(reference[0]), N_SCENES, seed=1)
