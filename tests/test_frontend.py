@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import signal
 
-from conftest import FS, foa_plane_wave, speech_like
+from signals import FS, foa_plane_wave, speech_like
 from glfer_edge.config import FeatureConfig
 from glfer_edge.frontend import extract_features, linspeciv, standardize
 from glfer_edge.frontend.basis import frequency_map
