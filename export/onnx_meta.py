@@ -16,6 +16,7 @@ from glfer_edge import metadata as md
 from glfer_edge._version import __version__
 from glfer_edge.config import SELDConfig
 from glfer_edge.errors import ArtifactError
+from glfer_edge.runtime.artifact import config_from_metadata
 
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -70,22 +71,13 @@ def read_onnx_metadata(path: str | Path) -> dict[str, str]:
     except Exception as exc:  # protobuf raises DecodeError and others for damaged files
         raise ArtifactError(f"{path} is not a readable ONNX file ({exc}); re-export it") from None
     meta = graph_metadata(model)
-    if md.KEY_CONFIG not in meta:
-        raise ArtifactError(f"{path} has no glfer-edge metadata; export it with 'glfer-edge export'")
-    if meta.get(md.KEY_FORMAT) != md.FORMAT_VERSION:
-        raise ArtifactError(
-            f"{path} has artifact format {meta.get(md.KEY_FORMAT)!r}, this SDK reads {md.FORMAT_VERSION!r}; "
-            "re-export it with this glfer-edge version"
-        )
+    config_from_metadata(meta, path)  # the runtime's checks: our metadata, this format, a valid config
     return meta
 
 
 def onnx_config(path: str | Path) -> SELDConfig:
     """The SELDConfig embedded in an artifact (including the export's segment length)."""
-    try:
-        return SELDConfig.from_json(read_onnx_metadata(path)[md.KEY_CONFIG])
-    except (ValueError, TypeError) as exc:
-        raise ArtifactError(f"{path}: embedded config is invalid ({exc}); re-export it with this SDK") from None
+    return config_from_metadata(read_onnx_metadata(path), path)[0]
 
 
 def calibration_of(meta: dict[str, str]) -> dict[str, Any] | None:

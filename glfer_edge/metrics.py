@@ -2,7 +2,7 @@
 
 Location-aware detection (ER20, F20) and class-aware localization (LE_CD, LR_CD) are counted in
 1-s segments of 10 label frames, following the official baselines (sharathadavanne/seld-dcase2021,
--2022, -2023) quirk for quirk; /work/shared/docs/seld-metrics.md documents each one:
+-2022, -2023) quirk for quirk; the project fact sheet seld-metrics.md (shared/docs) documents each one:
 
 * segments: 2021 scores a fixed ``nb_frames_2021`` frames per file (600 for 60-s clips); 2022/2023
   score ceil(M / 10) segments where M is the largest frame index of the reference file, so frame M
