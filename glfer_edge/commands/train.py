@@ -19,11 +19,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--val-split", default="val", help="split to validate on each epoch; 'none' to skip (default val)")
     parser.add_argument("--train-hop", type=float, default=None,
                         help="seconds between training segments of long files (default: the segment length)")
+    parser.add_argument("--sed-weight", type=float, default=0.3,
+                        help="lambda: weight of the SED BCE against the DOA regression (default 0.3, the paper's)")
     parser.add_argument("--doa-loss", choices=("mse", "mae"), default="mse", help="masked DOA regression loss (default mse)")
     parser.add_argument("--no-augment", action="store_true", help="disable channel swap, frequency shift and cutout")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's choice); use 1 when other jobs share the cores")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the training forward (about 1.8x faster CPU steps after a 2-3 min compile)")
     parser.add_argument("--resume", action="store_true", help="continue from <out>/last.safetensors")
     parser.add_argument("--max-minutes", type=float, default=None,
                         help="stop before an epoch that would end after this many minutes (resume later)")
@@ -42,11 +46,11 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise InputError(str(exc)) from None
     recipe = TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, doa_loss=args.doa_loss,
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, sed_weight=args.sed_weight, doa_loss=args.doa_loss,
         augment=None if args.no_augment else AugmentConfig(), layout=args.layout,
         train_split=args.train_split, val_split=None if args.val_split.lower() == "none" else args.val_split,
         train_hop_seconds=args.train_hop, seed=args.seed, device=args.device, num_threads=args.threads,
-        max_minutes=args.max_minutes,
+        max_minutes=args.max_minutes, compile=args.compile,
     )
     result = Trainer(config, args.data, args.out, recipe, progress=not args.quiet).fit(resume=args.resume)
     status = "stopped by --max-minutes (continue with --resume)" if result.stopped_early else "done"
