@@ -2,14 +2,14 @@
 
 The TorchScript exporter (``dynamo=False``) traces the model at a fixed segment length with a
 dynamic batch axis. The graph is then simplified with onnxslim (constant folding, Identity and
-BatchNorm removal), shape-inferred and checked. It must hold no STFT/DFT op and no complex tensor
+BatchNorm removal), shape-inferred and checked; the traced model is the deploy reparameterization (``glfer_edge.model.reparam``, exact).
+It must hold no STFT/DFT op and no complex tensor
 (TensorRT 10.3 on JetPack 6 has neither), and no Conv whose ``group`` is the batch size (the
 'folded' ODConv would bake the export batch in; the 'shifted' one is used).
 """
 
 from __future__ import annotations
 
-import copy
 import io
 import warnings
 
@@ -23,6 +23,7 @@ from glfer_edge.errors import ArtifactError, InputError
 from glfer_edge.export.onnx_meta import write_onnx_metadata
 from glfer_edge.model.glfernet import GLFERNet
 from glfer_edge.model.odconv import ODConv2d
+from glfer_edge.model.reparam import reparameterize
 
 DEFAULT_OPSET = 17
 FORBIDDEN_OPS = frozenset({"STFT", "DFT"})
@@ -48,7 +49,7 @@ def export_fp32(
     import onnxslim
 
     config = export_config(model, segment_seconds)
-    model = copy.deepcopy(model).eval()
+    model = reparameterize(model)  # a deep copy: CSS and LFE-BN folds (glfer_edge.model.reparam)
     for m in model.modules():
         if isinstance(m, ODConv2d):
             m.formulation = "shifted"  # same parameters and maths, no per-sample kernels

@@ -22,3 +22,18 @@ class LFEUnit(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.gelu(self.bn(self.freq_time(x) + self.time_freq(x)))
+
+    @torch.no_grad()
+    def fold_bn_(self) -> None:
+        """Deploy reparameterization (exact in eval mode): BN(a + b) = s a + s b + t folds into the last conv
+        of both paths (ONNX Runtime and TensorRT fuse a BN only into a Conv it directly follows, not after an Add)."""
+        if not isinstance(self.bn, nn.BatchNorm2d):
+            return
+        s = self.bn.weight / torch.sqrt(self.bn.running_var + self.bn.eps)
+        t = self.bn.bias - s * self.bn.running_mean
+        last = (self.freq_time[-1], self.time_freq[-1])
+        for conv in last:
+            conv.weight.mul_(s[:, None, None, None])
+            conv.bias.mul_(s)
+        last[0].bias.add_(t)
+        self.bn = nn.Identity()

@@ -42,12 +42,31 @@ class CSS(nn.Module):
             if aggregation
             else None
         )
+        self.folded = False
 
     def forward(self, o: torch.Tensor) -> torch.Tensor:
+        if self.folded:  # deploy form: shuffle and concatenation live in the first 1x1 conv
+            return self.aggregation(o)
         q = channel_shuffle(o, self.groups) if self.groups > 1 else o
         if self.aggregation is None:
             return q
         return self.aggregation(torch.cat([q, o], dim=1))
+
+    @torch.no_grad()
+    def fold_(self) -> None:
+        """Deploy reparameterization (exact): W_a shuffle(o) + W_b o = (W_a P^-1 + W_b) o, so the first
+        aggregation conv takes o alone. Halves that conv's MACs and drops the shuffle and the concat."""
+        if self.aggregation is None or self.folded:
+            return
+        conv = self.aggregation[0]
+        c = conv.out_channels
+        perm = channel_shuffle(torch.arange(c, dtype=torch.float32).reshape(1, c, 1, 1), self.groups).flatten().long()
+        w = conv.weight[:, c:].clone()  # W_b, on o
+        w[:, perm] += conv.weight[:, :c]  # W_a column j reads o[perm[j]]
+        folded = nn.Conv2d(c, c, 1, bias=False).to(conv.weight)
+        folded.weight.copy_(w)
+        self.aggregation[0] = folded
+        self.folded = True
 
 
 class PSA(nn.Module):
