@@ -90,23 +90,6 @@ def ort_variants(path: Path, audio: np.ndarray, threads: int, tag: str) -> dict[
     }
 
 
-def ort_tuned_int8(fp32: Path, config) -> Path:
-    """An INT8 graph in onnxruntime's preferred CPU form (U8 activations, every op type quantized; the
-    frontend and BiGRU kept float as in the export): not TensorRT-compatible, a lever to size the gap."""
-    import onnx
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-
-    from glfer_edge.calibration.readers import SynthReader
-
-    out = fp32.with_name("model.int8-ort-u8.onnx")
-    if not out.is_file():
-        names = [n.name for n in onnx.load(str(fp32)).graph.node if n.name.startswith(("/frontend/", "/decoder/gru/"))]
-        quantize_static(fp32, out, SynthReader(config, 8, seed=0), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=names,
-                        calibrate_method=CalibrationMethod.MinMax)
-    return out
-
-
 def main() -> None:
     from glfer_edge.bench import default_cache_dir, preset_weights, resolve_source
 
@@ -119,15 +102,16 @@ def main() -> None:
     p.add_argument("--cache-dir", default=None, help="bench cache (default ~/.cache/glfer_edge/bench)")
     args = p.parse_args()
     cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
-    source = resolve_source(preset_weights(args.preset, cache), ["ort-fp32", "ort-int8"], [args.batch], cache_dir=cache)
+    source = resolve_source(preset_weights(args.preset, cache), ["ort-fp32", "ort-int8", "ort-int8-cpu"], [args.batch],
+                            cache_dir=cache)
     rng = np.random.default_rng(0)
     audio = (rng.standard_normal((args.batch, 4, source.config.segment_samples)) * 0.05).astype(np.float32)
     variants = torch_variants(Path(source.weights), source.config, audio, args.threads)
     for tag in ("fp32", "int8"):
         variants.update(ort_variants(Path(source.artifacts[f"ort-{tag}"]), audio, args.threads, tag))
-    tuned = ort_tuned_int8(Path(source.artifacts["ort-fp32"]), source.config)
-    variants.update({k: v for k, v in ort_variants(tuned, audio, args.threads, "int8-u8s8-allops").items()
-                     if k.endswith(" ALL")})
+    # onnxruntime's CPU INT8 form (glfer-edge export --precision int8-cpu), at the runtime's setting only
+    variants.update({k: v for k, v in ort_variants(Path(source.artifacts["ort-int8-cpu"]), audio, args.threads,
+                                                   "int8-cpu").items() if k.endswith(" ALL")})
     for fn in variants.values():  # warm-up
         for _ in range(2):
             fn()

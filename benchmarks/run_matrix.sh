@@ -19,20 +19,20 @@ common=(--threads "$THREADS" --duration "$DURATION" --warmup 3 --segment-seconds
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)" | tee "$OUT/conditions.txt"
 
 # 1. The targets: paper preset, batch 1, 8-s segments, features included, every CPU backend in one run.
-glfer-edge bench --preset paper --backends torch,torch-compile,ort-fp32,ort-fp16,ort-int8 --batch 1 "${common[@]}" \
+glfer-edge bench --preset paper --backends torch,torch-compile,ort-fp32,ort-fp16,ort-int8,ort-int8-cpu --batch 1 "${common[@]}" \
     --json "$OUT/paper-b1.json" --markdown "$OUT/paper-b1.md"
 
 # 2. Batch sweep of the paper preset (latency vs throughput).
-glfer-edge bench --preset paper --backends torch,ort-fp32,ort-int8 --batch 1,4,16 "${common[@]}" \
+glfer-edge bench --preset paper --backends torch,ort-fp32,ort-int8,ort-int8-cpu --batch 1,4,16 "${common[@]}" \
     --json "$OUT/paper-batch.json" --markdown "$OUT/paper-batch.md" --plot "$OUT/paper-batch.png"
 
 # 3. Tiny preset: real-time factor target (RTF <= 0.01).
-glfer-edge bench --preset tiny --backends torch,torch-compile,ort-fp32,ort-int8 --batch 1,4,16 "${common[@]}" \
+glfer-edge bench --preset tiny --backends torch,torch-compile,ort-fp32,ort-int8,ort-int8-cpu --batch 1,4,16 "${common[@]}" \
     --json "$OUT/tiny-batch.json" --markdown "$OUT/tiny-batch.md" --plot "$OUT/tiny-batch.png"
 
 # 4. Levers, interleaved so that load hits every variant alike.
 python "$(dirname "$0")/levers.py" --preset paper --rounds "$ROUNDS" --threads "$THREADS" --json "$OUT/levers-paper.json"
-glfer-edge bench --preset paper --backends torch,ort-fp32,ort-int8 --batch 1 --threads 1 --duration "$DURATION" \
+glfer-edge bench --preset paper --backends torch,ort-fp32,ort-int8-cpu --batch 1 --threads 1 --duration "$DURATION" \
     --warmup 3 --segment-seconds 8 --no-profile --json "$OUT/paper-b1-1thread.json" --markdown "$OUT/paper-b1-1thread.md"
 
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/conditions.txt"

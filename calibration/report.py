@@ -27,13 +27,19 @@ HELD_OUT_SEED_OFFSET = 1_000_003  # held-out scenes: a seed the calibration set 
 
 
 def activation_ranges(qdq: onnx.ModelProto) -> dict[str, float]:
-    """Tensor -> calibrated absolute range (scale * 127) of every activation QuantizeLinear."""
+    """Tensor -> calibrated absolute range of every activation QuantizeLinear: scale * 127 for symmetric
+    S8 (TensorRT form), the larger end of scale * ([0, 255] - zero point) for U8 (CPU form)."""
     inits = {t.name: t for t in qdq.graph.initializer}
     ranges = {}
     for node in qdq.graph.node:
         if node.op_type == "QuantizeLinear" and node.input[0] not in inits:
-            scale = numpy_helper.to_array(inits[node.input[1]])
-            ranges[node.input[0]] = float(np.max(scale)) * INT8_MAX
+            scale = float(np.max(numpy_helper.to_array(inits[node.input[1]])))
+            zp = numpy_helper.to_array(inits[node.input[2]]) if len(node.input) > 2 and node.input[2] in inits else None
+            if zp is not None and zp.dtype == np.uint8:
+                z = float(np.asarray(zp).reshape(-1)[0])
+                ranges[node.input[0]] = scale * max(z, 255.0 - z)
+            else:
+                ranges[node.input[0]] = scale * INT8_MAX
     return ranges
 
 

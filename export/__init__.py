@@ -9,7 +9,7 @@ and the ORT quantizer are imported only when exporting.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +18,13 @@ from glfer_edge.export.onnx_meta import PRECISIONS, onnx_config, read_onnx_metad
 if TYPE_CHECKING:
     from glfer_edge.model.glfernet import GLFERNet
 
-__all__ = ["export_onnx", "export_artifacts", "ExportResult", "read_onnx_metadata", "onnx_config", "PRECISIONS"]
+__all__ = [
+    "export_onnx", "export_artifacts", "ExportResult", "read_onnx_metadata", "onnx_config", "PRECISIONS", "ARTIFACTS",
+]
+
+# What export_artifacts can write: one artifact per precision, plus the CPU flavour of INT8
+# (metadata precision "int8", calibration target "cpu"; see glfer_edge.export.int8).
+ARTIFACTS = (*PRECISIONS, "int8-cpu")
 
 MAX_FOLDER_SEGMENTS = 512  # a larger calibration folder is subsampled (seed-deterministic)
 
@@ -42,13 +48,14 @@ class ExportResult:
     artifacts: dict[str, Path]  # precision -> ONNX file
     reports: tuple[Path, ...] = ()  # INT8 calibration report (.json, .md)
     fp32_max_error: float = 0.0  # ORT vs torch on a random segment
-    int8_accuracy: dict[str, Any] | None = None  # held-out parity + SELD delta
+    int8_accuracy: dict[str, Any] | None = None  # held-out parity + SELD delta of model.int8.onnx (else int8-cpu)
     notes: tuple[str, ...] = ()
+    accuracies: dict[str, dict[str, Any] | None] = field(default_factory=dict)  # per INT8 artifact
 
 
 def export_artifacts(
     out_dir: str | Path,
-    precisions: Sequence[str] = PRECISIONS,
+    precisions: Sequence[str] = PRECISIONS,  # any of ARTIFACTS
     weights: str | Path | None = None,
     preset: str | None = None,
     segment_seconds: float | None = None,
@@ -69,9 +76,9 @@ def export_artifacts(
     from glfer_edge.errors import InputError
     from glfer_edge.export.onnx_fp32 import export_fp32, fp32_self_check
 
-    unknown = [p for p in precisions if p not in PRECISIONS]
+    unknown = [p for p in precisions if p not in ARTIFACTS]
     if unknown or not precisions:
-        raise InputError(f"unknown precision(s) {unknown}; choose from {', '.join(PRECISIONS)}")
+        raise InputError(f"unknown precision(s) {unknown}; choose from {', '.join(ARTIFACTS)}")
     say = log or (lambda _msg: None)
     model, sha, notes = _load(weights, preset, seed)
     for note in notes:
@@ -80,7 +87,7 @@ def export_artifacts(
     say(f"exporting FP32 graph ({model.config.name}, segment {segment_seconds or model.config.segment_seconds:g} s)")
     fp32 = export_fp32(model, sha, segment_seconds, opset)
     error = fp32_self_check(fp32, model, seed)
-    artifacts, reports, accuracy = {}, (), None
+    artifacts, reports = {}, ()
     if "fp32" in precisions:
         artifacts["fp32"] = _save(fp32, out_dir / artifact_name("fp32"))
     if "fp16" in precisions:
@@ -88,14 +95,21 @@ def export_artifacts(
 
         say("converting to strongly typed FP16 (frontend pinned to FP32)")
         artifacts["fp16"] = _save(convert_fp16(fp32), out_dir / artifact_name("fp16"))
-    if "int8" in precisions:
-        artifacts["int8"], reports, accuracy = _export_int8(
-            fp32, out_dir, calib_dir, calib_segments, calib_method, seed, report_scenes, say
-        )
-    return ExportResult(artifacts, reports, error, accuracy, tuple(notes))
+    accuracies = {}
+    for name, target in (("int8", "tensorrt"), ("int8-cpu", "cpu")):
+        if name in precisions:
+            artifacts[name], target_reports, accuracies[name] = _export_int8(
+                fp32, out_dir / artifact_name(name), target, calib_dir, calib_segments, calib_method, seed,
+                report_scenes, say,
+            )
+            reports += target_reports
+    accuracy = accuracies.get("int8", accuracies.get("int8-cpu"))
+    return ExportResult(artifacts, reports, error, accuracy, tuple(notes), accuracies)
 
 
-def _export_int8(fp32, out_dir: Path, calib_dir, calib_segments: int, method: str, seed: int, report_scenes: int, say):
+def _export_int8(
+    fp32, path: Path, target: str, calib_dir, calib_segments: int, method: str, seed: int, report_scenes: int, say
+):
     from glfer_edge.calibration.readers import FolderReader, SynthReader
     from glfer_edge.calibration.report import activation_ranges, held_out_accuracy, write_calibration_report
     from glfer_edge.export.int8 import quantize_int8
@@ -106,9 +120,9 @@ def _export_int8(fp32, out_dir: Path, calib_dir, calib_segments: int, method: st
         reader = FolderReader(calib_dir, config, MAX_FOLDER_SEGMENTS, seed)
     else:
         reader = SynthReader(config, calib_segments, seed)
-    say(f"calibrating INT8 ({method}) on {reader.n_segments} segments from {reader.describe()['source']}")
-    int8 = quantize_int8(fp32, reader, method)  # warns when the set is small or silent
-    path = _save(int8, out_dir / artifact_name("int8"))
+    say(f"calibrating INT8 for {target} ({method}) on {reader.n_segments} segments from {reader.describe()['source']}")
+    int8 = quantize_int8(fp32, reader, method, target=target)  # warns when the set is small or silent
+    path = _save(int8, path)
     say(f"measuring INT8 vs FP32 on {report_scenes} held-out generated scenes")
     accuracy = held_out_accuracy(fp32, int8, config, report_scenes, seed) if report_scenes else None
     reports = write_calibration_report(path, calibration_of(graph_metadata(int8)), activation_ranges(int8), accuracy)

@@ -15,6 +15,16 @@ speed). Conv/MatMul/Gemm nodes whose name holds one of ``FLOAT_SCOPES`` stay flo
   ``/aff/global_att/``, ``/fr/``): no measurable accuracy change either way, but INT8 has nothing
   to gain there and keeping them float halves the Q/DQ nodes (191 -> 82 on the tiny preset).
 
+Two targets share the calibration (``INT8_TARGETS``):
+
+* ``tensorrt`` (``model.int8.onnx``): the rules above, for TensorRT 10/11 on Jetson and GPUs;
+* ``cpu`` (``model.int8-cpu.onnx``): onnxruntime's preferred CPU form, U8 activations (asymmetric)
+  with S8 weights, every op type ORT has a quantized kernel for, INT32 biases. ORT fuses
+  DQ -> Conv -> Q chains into ``QLinearConv`` (VNNI) only when a Conv's output is quantized too,
+  which the TensorRT form leaves out for most Convs, so the TensorRT form runs slower than FP32 on
+  a CPU. The same ``FLOAT_SCOPES`` stay float (every op in them, not only Conv/MatMul/Gemm).
+  TensorRT rejects this form (INT32 biases, asymmetric U8).
+
 Measured (tiny preset, random weights with fitted statistics, SED head scaled so probabilities
 spread around the 0.3 threshold, 2-s segments, 64 generated calibration segments at -50..-3 dBFS
 peak, 24 held-out scenes): agreement 1.0000 and mean DOA angle 0.26 (MinMax), 0.24 (Entropy),
@@ -45,6 +55,7 @@ FLOAT_SCOPES: tuple[str, ...] = (
     "/frontend/", "/decoder/", "/odconv/attention/", "/psa/se/", "/aff/global_att/", "/fr/",
 )
 METHODS = ("minmax", "entropy", "percentile")
+INT8_TARGETS = ("tensorrt", "cpu")
 MIN_SEGMENTS = 32  # fewer calibration segments than this gets a warning
 SILENT_DBFS = -70.0  # a calibration set quieter than this (RMS) gets a warning
 
@@ -56,9 +67,10 @@ def int8_excluded_nodes(graph: onnx.ModelProto, float_scopes: Iterable[str] = FL
 
 
 def quantize_int8(
-    graph: onnx.ModelProto, reader, method: str = "minmax", float_scopes: Iterable[str] = FLOAT_SCOPES
+    graph: onnx.ModelProto, reader, method: str = "minmax", float_scopes: Iterable[str] = FLOAT_SCOPES,
+    target: str = "tensorrt",
 ) -> onnx.ModelProto:
-    """FP32 artifact -> QDQ INT8 artifact; ``reader``: a calibration SegmentReader.
+    """FP32 artifact -> QDQ INT8 artifact for ``target`` (``tensorrt`` or ``cpu``); ``reader``: a calibration SegmentReader.
 
     The calibration summary (method, source, segments, seed, levels, warnings) lands in the
     artifact metadata; warnings are also emitted when the set is small or silent.
@@ -73,24 +85,35 @@ def quantize_int8(
             f"INT8 export needs quantize_static(calibration_cache_path=...) (microsoft/onnxruntime#28221), "
             f"onnxruntime {onnxruntime.__version__} lacks it; upgrade with: pip install -U onnxruntime"
         )
+    if target not in INT8_TARGETS:
+        raise ValueError(f"unknown INT8 target {target!r}; choose one of {', '.join(INT8_TARGETS)}")
     float_scopes = tuple(float_scopes)
-    excluded = set(int8_excluded_nodes(graph, float_scopes))
-    quantized_nodes = {n.name for n in graph.graph.node if n.op_type in QUANTIZED_OPS} - excluded
-    with tempfile.TemporaryDirectory(prefix="glfer-int8-") as tmp, _quiet_ort():
-        src, out = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
-        onnx.save(graph, str(src))  # quantize_static rewrites a ModelProto argument in place
-        ranges = _calibrate(src, Path(tmp), reader, method, quantized_nodes)
-        quantize_static(
-            src, out, None, quant_format=QuantFormat.QDQ, op_types_to_quantize=list(QUANTIZED_OPS),
-            per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-            nodes_to_exclude=sorted(excluded), calibrate_method=_ort_method(method), calibration_cache_path=ranges,
+    if target == "tensorrt":
+        excluded = set(int8_excluded_nodes(graph, float_scopes))
+        quantized_nodes = {n.name for n in graph.graph.node if n.op_type in QUANTIZED_OPS} - excluded
+        options = dict(
+            op_types_to_quantize=list(QUANTIZED_OPS), activation_type=QuantType.QInt8,
             extra_options={
                 "ActivationSymmetric": True, "WeightSymmetric": True,
                 "QuantizeBias": False,  # TensorRT's DequantizeLinear takes 8-bit inputs only, no INT32 bias
             },
         )
+    else:
+        excluded = {n.name for n in graph.graph.node if any(s in n.name for s in float_scopes)}
+        quantized_nodes = {n.name for n in graph.graph.node} - excluded
+        options = dict(activation_type=QuantType.QUInt8, extra_options={"WeightSymmetric": True})
+    with tempfile.TemporaryDirectory(prefix="glfer-int8-") as tmp, _quiet_ort():
+        src, out = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        onnx.save(graph, str(src))  # quantize_static rewrites a ModelProto argument in place
+        op_types = list(QUANTIZED_OPS) if target == "tensorrt" else None  # None: every op type
+        ranges = _calibrate(src, Path(tmp), reader, method, quantized_nodes, op_types)
+        quantize_static(
+            src, out, None, quant_format=QuantFormat.QDQ, per_channel=True, weight_type=QuantType.QInt8,
+            nodes_to_exclude=sorted(excluded), calibrate_method=_ort_method(method), calibration_cache_path=ranges,
+            **options,
+        )
         quantized = onnx.load(str(out))
-    summary = calibration_summary(reader, method, float_scopes)
+    summary = {**calibration_summary(reader, method, float_scopes), "target": target}
     for message in summary["warnings"]:
         warnings.warn(message, stacklevel=2)
     set_precision(quantized, "int8", summary)
@@ -104,7 +127,9 @@ def _ort_method(method: str):
             "percentile": CalibrationMethod.Percentile}[method]
 
 
-def _calibrate(model_path: Path, workdir: Path, reader, method: str, quantized_nodes: set[str]) -> Path:
+def _calibrate(
+    model_path: Path, workdir: Path, reader, method: str, quantized_nodes: set[str], op_types: list[str] | None
+) -> Path:
     """Activation ranges of the tensors around the quantized nodes only, one reader batch at a time.
 
     ONNX Runtime's own calibration also measures every tensor of the excluded Conv/MatMul nodes:
@@ -125,7 +150,7 @@ def _calibrate(model_path: Path, workdir: Path, reader, method: str, quantized_n
             return tensors & around, value_infos
 
     calibrator = QuantizedTensorsOnly(
-        model_path, list(QUANTIZED_OPS), augmented_model_path=str(workdir / "augmented.onnx")
+        model_path, op_types, augmented_model_path=str(workdir / "augmented.onnx")
     )
     calibrator.augment_graph()
     calibrator.create_inference_session()

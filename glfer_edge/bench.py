@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from glfer_edge import metadata as md
 from glfer_edge.config import SELDConfig
 from glfer_edge.errors import InputError
 
@@ -38,7 +39,11 @@ __all__ = [
     "render_markdown", "plot_results",
 ]
 
-BACKENDS = ("torch", "torch-compile", "ort-fp32", "ort-fp16", "ort-int8", "trt-fp32", "trt-fp16", "trt-int8")
+# ort-int8 runs the TensorRT-form INT8 artifact (model.int8.onnx), ort-int8-cpu onnxruntime's CPU form
+# (model.int8-cpu.onnx); see glfer_edge.export.int8.
+BACKENDS = (
+    "torch", "torch-compile", "ort-fp32", "ort-fp16", "ort-int8", "ort-int8-cpu", "trt-fp32", "trt-fp16", "trt-int8",
+)
 ORT_OPT_LEVELS = ("disable", "basic", "extended", "all")
 FRONTEND_SCOPE = "/frontend/"
 GRU_SCOPE = "/decoder/gru/"
@@ -532,7 +537,10 @@ def resolve_source(
 
         config, precision = read_config(path), "fp32"
     elif kind == "onnxruntime":
-        config, precision = config_from_metadata(read_onnx_metadata(path), path)
+        meta = read_onnx_metadata(path)
+        config, precision = config_from_metadata(meta, path)
+        if precision == "int8" and json.loads(meta.get(md.KEY_CALIBRATION, "{}")).get("target") == "cpu":
+            precision = "int8-cpu"
     else:
         config, precision = config_from_metadata(read_sidecar(path).get("onnx_metadata", {}), path)
     if segment_seconds is not None and kind != "torch" and segment_seconds != config.segment_seconds:

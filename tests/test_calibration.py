@@ -139,6 +139,43 @@ def test_int8_close_to_fp32_on_held_out_scenes(fp32, int8, config):
     assert parity["sed_max_abs"] > 0  # INT8 really changed the numbers
 
 
+@pytest.fixture(scope="module")
+def int8_cpu(fp32, config):
+    return quantize_int8(fp32, SynthReader(config, MIN_SEGMENTS, seed=0), "minmax", target="cpu")
+
+
+def _fused_ops(graph: onnx.ModelProto, tmp_path) -> dict[str, int]:
+    """Op counts of the graph onnxruntime actually runs (level ALL), read back from its optimized-model dump."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(graph.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    counts: dict[str, int] = {}
+    for n in onnx.load(opts.optimized_model_filepath).graph.node:
+        counts[n.op_type] = counts.get(n.op_type, 0) + 1
+    return counts
+
+
+def test_cpu_int8_runs_nearly_every_trunk_conv_as_qlinearconv(fp32, int8, int8_cpu, tmp_path):
+    meta = calibration_of(graph_metadata(int8_cpu))
+    assert meta["target"] == "cpu" and calibration_of(graph_metadata(int8))["target"] == "tensorrt"
+    zero_points = [initializer(int8_cpu, n.input[2]) for n in int8_cpu.graph.node
+                   if n.op_type == "QuantizeLinear" and n.input[0] not in {t.name for t in int8_cpu.graph.initializer}]
+    assert zero_points and all(z.dtype == np.uint8 for z in zero_points)  # U8 activations, asymmetric
+    trunk_convs = sum(1 for n in fp32.graph.node if n.op_type == "Conv" and not any(s in n.name for s in FLOAT_SCOPES))
+    cpu, trt = _fused_ops(int8_cpu, tmp_path), _fused_ops(int8, tmp_path)
+    # the reason for the CPU form: ORT fuses a Conv into QLinearConv only when its output is quantized too
+    assert cpu.get("QLinearConv", 0) >= 0.9 * trunk_convs > trt.get("QLinearConv", 0)
+
+
+def test_cpu_int8_close_to_fp32_on_held_out_scenes(fp32, int8_cpu, config):
+    acc = held_out_accuracy(fp32, int8_cpu, config, n_scenes=8, seed=0)
+    assert acc["violations"] == [], acc
+    assert acc["parity"]["sed_max_abs"] > 0
+
+
 @pytest.mark.parametrize("method", ["entropy", "percentile"])
 def test_histogram_methods_meet_the_int8_tolerances(fp32, config, method):
     with warnings.catch_warnings():
