@@ -50,7 +50,7 @@ def artifacts(reference, tmp_path_factory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("artifacts")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the small calibration set (8 < 32 segments) is on purpose
-        result = export_artifacts(out, ("fp32", "fp16", "int8"), weights=reference[0], calib_segments=8, report_scenes=0)
+        result = export_artifacts(out, ("fp32", "fp16", "int8", "int8-cpu"), weights=reference[0], calib_segments=8, report_scenes=0)
     return result.artifacts
 
 
