@@ -1,9 +1,12 @@
-"""The bundled demo model: loads in every form, forms agree, provenance is recorded, and it beats chance.
+"""The bundled demo model: loads in every form, forms agree, provenance is recorded, and it clears floors.
 
-The floor is deliberately modest because the bundled model is under-trained (see
-glfer_edge/assets/MODEL_CARD.md): after 6 CPU epochs it has learned source directions but barely
-separates classes. A uniformly random direction is 90 degrees off on average and the same network
-with random weights measured 81 degrees on this scene; the demo model measured 67 degrees.
+The bundled model is partly trained (glfer_edge/assets/MODEL_CARD.md: held-out macro SELD error
+0.658, LR_CD 71 %, LE_CD 55 deg). On the fixed 16-s scene below it measured (ORT CPU): micro LR_CD
+0.62, LE_CD 39.7 deg, SELD error 0.527; mean DOA error on active cells 47.6 deg; mean SED
+probability 0.49 on active cells vs 0.08 on inactive ones. The previous 8-epoch model measured
+67 deg and 0.137 vs 0.127 there, the same network with random weights 81 deg, and a uniformly
+random direction is 90 deg off on average. The floors sit between the two with a margin for
+numerical differences across onnxruntime builds: a model that stops detecting or localizing fails.
 """
 
 from __future__ import annotations
@@ -17,13 +20,17 @@ from glfer_edge import metadata as md
 from glfer_edge.config import SYNTH_CLASSES
 from glfer_edge.data.dcase import labels_to_targets
 from glfer_edge.data.synth import SceneConfig, generate_scene
+from glfer_edge.metrics import SELDMetrics
+from glfer_edge.postprocess import outputs_to_rows
 from glfer_edge.runtime import SELDRuntime
 from glfer_edge.runtime.segments import infer_long
 from glfer_edge.tolerances import angular_error_deg
 from glfer_edge.weights import default_weights_path, read_config, read_metadata
 
 ONNX = default_weights_path().with_name("glfer_tiny_synth.fp32.onnx")
-DOA_FLOOR_DEG = 75.0
+DOA_FLOOR_DEG = 55.0  # mean angular error on active cells
+SED_CONTRAST = 3.0  # mean SED probability on active cells over that on inactive ones
+LR_FLOOR, LE_FLOOR_DEG, SELD_FLOOR = 0.5, 50.0, 0.6  # micro DCASE metrics on the scene
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +65,17 @@ def _doa_error_and_sed(path, scene) -> tuple[float, float, float]:
 def test_default_model_beats_chance_on_a_fixed_scene(scene) -> None:
     err, p_active, p_inactive = _doa_error_and_sed(None, scene)  # bundled ONNX on ORT CPU
     assert err < DOA_FLOOR_DEG
-    assert p_active > p_inactive
+    assert p_active > SED_CONTRAST * p_inactive
+
+
+def test_default_model_scores_above_its_floors_with_the_dcase_metrics(scene) -> None:
+    with SELDRuntime.open(None) as rt:  # bundled ONNX on ORT CPU, as `glfer-edge run` uses it
+        out = infer_long(rt, scene.audio)
+        rows = outputs_to_rows(out.sed[0], out.doa[0], rt.config, duration=scene.audio.shape[1] / scene.sample_rate)
+    metrics = SELDMetrics(len(SYNTH_CLASSES), edition="2023", average="micro")
+    metrics.update(scene.rows, rows)
+    r = metrics.compute()
+    assert r.lr >= LR_FLOOR and r.le <= LE_FLOOR_DEG and r.seld <= SELD_FLOOR, r
 
 
 def test_torch_and_onnx_forms_agree(scene) -> None:
