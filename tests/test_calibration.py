@@ -22,7 +22,7 @@ from glfer_edge.calibration.readers import FolderReader, SynthReader
 from glfer_edge.calibration.report import activation_ranges, held_out_accuracy, write_calibration_report
 from glfer_edge.config import get_preset
 from glfer_edge.errors import InputError
-from glfer_edge.export.int8 import FLOAT_SCOPES, MIN_SEGMENTS, quantize_int8
+from glfer_edge.export.int8 import CPU_FLOAT_SCOPES, FLOAT_SCOPES, MIN_SEGMENTS, quantize_int8
 from glfer_edge.export.onnx_fp32 import export_fp32
 from glfer_edge.export.onnx_meta import calibration_of, graph_config, graph_metadata
 from glfer_edge.model.glfernet import GLFERNet
@@ -164,7 +164,7 @@ def test_cpu_int8_runs_nearly_every_trunk_conv_as_qlinearconv(fp32, int8, int8_c
     zero_points = [initializer(int8_cpu, n.input[2]) for n in int8_cpu.graph.node
                    if n.op_type == "QuantizeLinear" and n.input[0] not in {t.name for t in int8_cpu.graph.initializer}]
     assert zero_points and all(z.dtype == np.uint8 for z in zero_points)  # U8 activations, asymmetric
-    trunk_convs = sum(1 for n in fp32.graph.node if n.op_type == "Conv" and not any(s in n.name for s in FLOAT_SCOPES))
+    trunk_convs = sum(1 for n in fp32.graph.node if n.op_type == "Conv" and not any(s in n.name for s in CPU_FLOAT_SCOPES))
     cpu, trt = _fused_ops(int8_cpu, tmp_path), _fused_ops(int8, tmp_path)
     # the reason for the CPU form: ORT fuses a Conv into QLinearConv only when its output is quantized too
     assert cpu.get("QLinearConv", 0) >= 0.9 * trunk_convs > trt.get("QLinearConv", 0)
