@@ -36,8 +36,9 @@ SEGMENT_S = 1.0
 def tiny_weights(path: Path) -> Path:
     """A random tiny model with fitted feature statistics and a spread SED head.
 
-    Not the bundled demo model: it is under-trained and never crosses the 0.3 threshold, so DOA
-    parity on active cells would go unchecked (the bundled model has tests of its own).
+    Not the bundled demo model: a random model whose SED head straddles the 0.3 threshold is the
+    harder case for decision agreement, and keeps these tests independent of retraining (the
+    bundled model has tests of its own, and tests/parity runs on it).
     """
     from glfer_edge.data.synth import SceneConfig, generate_scene
     from glfer_edge.frontend.reference import extract_features, fit_standardization
