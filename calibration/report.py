@@ -9,7 +9,6 @@ labels (glfer_edge.metrics, DCASE 2023 rules), whose difference is the ``seld_de
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import onnx
 from onnx import numpy_helper
 
 from glfer_edge import metadata as md
-from glfer_edge._fileio import write_text_atomic
+from glfer_edge._fileio import json_safe, write_text_atomic
 from glfer_edge.config import SELDConfig
 from glfer_edge.tolerances import TOLERANCES, compare_outputs, violations
 
@@ -87,20 +86,9 @@ def write_calibration_report(artifact: str | Path, calibration: dict[str, Any], 
     base = artifact.with_name(artifact.name.removesuffix(".onnx"))
     report = {"artifact": artifact.name, "calibration": calibration, "activation_ranges": ranges, "accuracy": accuracy}
     json_path, md_path = Path(f"{base}.calibration.json"), Path(f"{base}.calibration.md")
-    write_text_atomic(json_path, json.dumps(_finite(report), indent=2, sort_keys=True))
+    write_text_atomic(json_path, json.dumps(json_safe(report), indent=2, sort_keys=True))
     write_text_atomic(md_path, _markdown(report))
     return json_path, md_path
-
-
-def _finite(value: Any) -> Any:
-    """NaN/inf (no active cell, no scorable scene) -> None: strict JSON."""
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def _markdown(report: dict[str, Any]) -> str:

@@ -1,12 +1,14 @@
-"""Atomic output files: a failed command never leaves a half-written result behind."""
+"""Atomic output files (a failed command never leaves a half-written result behind) and strict JSON values."""
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 
 @contextlib.contextmanager
@@ -32,3 +34,15 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 def write_text_atomic(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def json_safe(value: Any) -> Any:
+    """Nested dicts/lists with NaN and infinities replaced by None (no active cell, no scorable scene):
+    strict JSON that every parser reads."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

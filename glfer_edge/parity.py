@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from glfer_edge._fileio import json_safe
 from glfer_edge.config import SELDConfig
 from glfer_edge.data.dcase import LabelRow
 from glfer_edge.errors import InputError
@@ -158,17 +159,7 @@ class ParityReport:
         """JSON-ready: NaN and infinities become None."""
         d = dataclasses.asdict(self)
         d["passed"], d["seld_delta"] = self.passed, self.seld_delta
-        return _json_safe(d)
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
+        return json_safe(d)
 
 
 def compare_artifacts(
