@@ -48,9 +48,13 @@ class ExportResult:
     artifacts: dict[str, Path]  # precision -> ONNX file
     reports: tuple[Path, ...] = ()  # INT8 calibration report (.json, .md)
     fp32_max_error: float = 0.0  # ORT vs torch on a random segment
-    int8_accuracy: dict[str, Any] | None = None  # held-out parity + SELD delta of model.int8.onnx (else int8-cpu)
     notes: tuple[str, ...] = ()
-    accuracies: dict[str, dict[str, Any] | None] = field(default_factory=dict)  # per INT8 artifact
+    accuracies: dict[str, dict[str, Any] | None] = field(default_factory=dict)  # INT8 artifact -> held-out parity
+
+    @property
+    def int8_accuracy(self) -> dict[str, Any] | None:
+        """Held-out parity + SELD delta of model.int8.onnx (else of model.int8-cpu.onnx)."""
+        return self.accuracies.get("int8", self.accuracies.get("int8-cpu"))
 
 
 def export_artifacts(
@@ -103,8 +107,7 @@ def export_artifacts(
                 report_scenes, say,
             )
             reports += target_reports
-    accuracy = accuracies.get("int8", accuracies.get("int8-cpu"))
-    return ExportResult(artifacts, reports, error, accuracy, tuple(notes), accuracies)
+    return ExportResult(artifacts, reports, error, tuple(notes), accuracies)
 
 
 def _export_int8(

@@ -96,26 +96,28 @@ def quantize_int8(
         raise ValueError(f"unknown INT8 target {target!r}; choose one of {', '.join(INT8_TARGETS)}")
     float_scopes = tuple(float_scopes or (FLOAT_SCOPES if target == "tensorrt" else CPU_FLOAT_SCOPES))
     if target == "tensorrt":
+        op_types = list(QUANTIZED_OPS)
         excluded = set(int8_excluded_nodes(graph, float_scopes))
         quantized_nodes = {n.name for n in graph.graph.node if n.op_type in QUANTIZED_OPS} - excluded
         options = dict(
-            op_types_to_quantize=list(QUANTIZED_OPS), activation_type=QuantType.QInt8,
+            activation_type=QuantType.QInt8,
             extra_options={
                 "ActivationSymmetric": True, "WeightSymmetric": True,
                 "QuantizeBias": False,  # TensorRT's DequantizeLinear takes 8-bit inputs only, no INT32 bias
             },
         )
     else:
+        op_types = None  # every op type
         excluded = {n.name for n in graph.graph.node if any(s in n.name for s in float_scopes)}
         quantized_nodes = {n.name for n in graph.graph.node} - excluded
         options = dict(activation_type=QuantType.QUInt8, extra_options={"WeightSymmetric": True})
     with tempfile.TemporaryDirectory(prefix="glfer-int8-") as tmp, _quiet_ort():
         src, out = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         onnx.save(graph, str(src))  # quantize_static rewrites a ModelProto argument in place
-        op_types = list(QUANTIZED_OPS) if target == "tensorrt" else None  # None: every op type
         ranges = _calibrate(src, Path(tmp), reader, method, quantized_nodes, op_types)
         quantize_static(
-            src, out, None, quant_format=QuantFormat.QDQ, per_channel=True, weight_type=QuantType.QInt8,
+            src, out, None, quant_format=QuantFormat.QDQ, op_types_to_quantize=op_types, per_channel=True,
+            weight_type=QuantType.QInt8,
             nodes_to_exclude=sorted(excluded), calibrate_method=_ort_method(method), calibration_cache_path=ranges,
             **options,
         )
