@@ -19,6 +19,7 @@ from onnx import numpy_helper
 from glfer_edge import metadata as md
 from glfer_edge._fileio import json_safe, write_text_atomic
 from glfer_edge.config import SELDConfig
+from glfer_edge.export.onnx_meta import fixed_batch
 from glfer_edge.tolerances import TOLERANCES, compare_outputs, violations
 
 INT8_MAX = 127
@@ -52,7 +53,7 @@ def held_out_accuracy(
     from glfer_edge.metrics import SELDMetrics
     from glfer_edge.postprocess import outputs_to_rows
 
-    reader = SynthReader(config, n_scenes, seed + HELD_OUT_SEED_OFFSET)
+    reader = SynthReader(config, n_scenes, seed + HELD_OUT_SEED_OFFSET, batch_size=fixed_batch(fp32) or 4)
     sessions = {
         name: ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
         for name, graph in (("fp32", fp32), ("int8", int8))

@@ -35,12 +35,12 @@ def artifact_name(precision: str) -> str:
 
 def export_onnx(
     model: "GLFERNet", path: str | Path, segment_seconds: float | None = None, opset: int = 17,
-    weights_sha256: str = "unknown",
+    weights_sha256: str = "unknown", single_batch: bool = False,
 ) -> Path:
-    """Write the FP32 artifact of an in-memory model (atomic)."""
+    """Write the FP32 artifact of an in-memory model (atomic); ``single_batch``: the fixed batch-1 form."""
     from glfer_edge.export.onnx_fp32 import export_fp32
 
-    return _save(export_fp32(model, weights_sha256, segment_seconds, opset), Path(path))
+    return _save(export_fp32(model, weights_sha256, segment_seconds, opset, single_batch), Path(path))
 
 
 @dataclass(frozen=True)
@@ -70,12 +70,14 @@ def export_artifacts(
     seed: int = 0,
     report_scenes: int = 16,
     log: Callable[[str], None] | None = None,
+    single_batch: bool = False,
 ) -> ExportResult:
     """Export ``model.<precision>.onnx`` files into ``out_dir``.
 
     Weights: ``weights``, else the bundled demo model; ``preset`` without weights builds a randomly
     initialised model of that preset (speed measurements only). INT8 calibrates on ``calib_dir``
-    (FOA recordings, up to 512 segments) or on ``calib_segments`` generated scenes.
+    (FOA recordings, up to 512 segments) or on ``calib_segments`` generated scenes. ``single_batch``
+    fixes every artifact at batch 1 (ODConv as one per-sample-kernel conv: the CPU batch-1 latency form).
     """
     from glfer_edge.errors import InputError
     from glfer_edge.export.onnx_fp32 import export_fp32, fp32_self_check
@@ -88,8 +90,9 @@ def export_artifacts(
     for note in notes:
         say(note)
     out_dir = Path(out_dir)
-    say(f"exporting FP32 graph ({model.config.name}, segment {segment_seconds or model.config.segment_seconds:g} s)")
-    fp32 = export_fp32(model, sha, segment_seconds, opset)
+    shape = "fixed batch 1" if single_batch else "dynamic batch"
+    say(f"exporting FP32 graph ({model.config.name}, segment {segment_seconds or model.config.segment_seconds:g} s, {shape})")
+    fp32 = export_fp32(model, sha, segment_seconds, opset, single_batch)
     error = fp32_self_check(fp32, model, seed)
     artifacts, reports = {}, ()
     if "fp32" in precisions:
@@ -116,13 +119,14 @@ def _export_int8(
     from glfer_edge.calibration.readers import FolderReader, SynthReader
     from glfer_edge.calibration.report import activation_ranges, held_out_accuracy, write_calibration_report
     from glfer_edge.export.int8 import quantize_int8
-    from glfer_edge.export.onnx_meta import calibration_of, graph_config, graph_metadata
+    from glfer_edge.export.onnx_meta import calibration_of, fixed_batch, graph_config, graph_metadata
 
     config = graph_config(fp32)
+    batch = fixed_batch(fp32) or 4  # calibration batches must fit a fixed-batch graph
     if calib_dir is not None:
-        reader = FolderReader(calib_dir, config, MAX_FOLDER_SEGMENTS, seed)
+        reader = FolderReader(calib_dir, config, MAX_FOLDER_SEGMENTS, seed, batch_size=batch)
     else:
-        reader = SynthReader(config, calib_segments, seed)
+        reader = SynthReader(config, calib_segments, seed, batch_size=batch)
     say(f"calibrating INT8 for {target} ({method}) on {reader.n_segments} segments from {reader.describe()['source']}")
     int8 = quantize_int8(fp32, reader, method, target=target)  # warns when the set is small or silent
     path = _save(int8, path)

@@ -1,11 +1,14 @@
 """FP32 ONNX export of GLFER-Net with the fused frontend: raw FOA audio in, ``sed`` and ``doa`` out.
 
 The TorchScript exporter (``dynamo=False``) traces the model at a fixed segment length with a
-dynamic batch axis. The graph is then simplified with onnxslim (constant folding, Identity and
+dynamic batch axis, or, with ``single_batch``, at a fixed batch of one: the batch-1 latency form, in
+which ODConv runs as one convolution with its per-sample kernel (the 'folded' formulation, group 1)
+instead of the shifted im2col (9 shifted copies of the input, a concatenation and a 1x1 conv);
+measured 1.05-1.08x faster in onnxruntime on the paper preset (benchmarks/RESULTS.md). The graph is then simplified with onnxslim (constant folding, Identity and
 BatchNorm removal), shape-inferred and checked; the traced model is the deploy reparameterization (``glfer_edge.model.reparam``, exact).
 It must hold no STFT/DFT op and no complex tensor
-(TensorRT 10.3 on JetPack 6 has neither), and no Conv whose ``group`` is the batch size (the
-'folded' ODConv would bake the export batch in; the 'shifted' one is used).
+(TensorRT 10.3 on JetPack 6 has neither), and, with a dynamic batch, no Conv whose ``group`` is the
+batch size (the 'folded' ODConv would bake the export batch in; the 'shifted' one is used).
 """
 
 from __future__ import annotations
@@ -44,19 +47,22 @@ def export_fp32(
     weights_sha256: str,
     segment_seconds: float | None = None,
     opset: int = DEFAULT_OPSET,
+    single_batch: bool = False,
 ) -> onnx.ModelProto:
-    """Trace, simplify and check the FP32 graph; returns it with metadata (not yet saved)."""
+    """Trace, simplify and check the FP32 graph; returns it with metadata (not yet saved).
+
+    ``single_batch``: input and outputs fixed at batch 1 (the runtime then feeds one segment per call)."""
     import onnxslim
 
     config = export_config(model, segment_seconds)
     model = reparameterize(model)  # a deep copy: CSS and LFE-BN folds (glfer_edge.model.reparam)
     for m in model.modules():
-        if isinstance(m, ODConv2d):
-            m.formulation = "shifted"  # same parameters and maths, no per-sample kernels
-    batch = _dummy_batch(model)
+        if isinstance(m, ODConv2d):  # same parameters and maths; per-sample kernels only at a fixed batch of 1
+            m.formulation = "folded" if single_batch else "shifted"
+    batch = 1 if single_batch else _dummy_batch(model)
     audio = torch.randn(batch, 4, config.segment_samples, generator=torch.Generator().manual_seed(0)) * 0.1
     buf = io.BytesIO()
-    dynamic = {name: {0: "batch"} for name in (md.INPUT_NAME, *md.OUTPUT_NAMES)}
+    dynamic = None if single_batch else {name: {0: "batch"} for name in (md.INPUT_NAME, *md.OUTPUT_NAMES)}
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer notes on constant shapes and the GRU batch size
         torch.onnx.export(
@@ -65,7 +71,7 @@ def export_fp32(
         )
     graph = onnxslim.slim(onnx.load_from_string(buf.getvalue()))
     graph = onnx.shape_inference.infer_shapes(graph, strict_mode=True, data_prop=True)
-    check_graph(graph, _static_groups(model))
+    check_graph(graph, _static_groups(model), batch=1 if single_batch else None)
     write_onnx_metadata(graph, config, "fp32", weights_sha256)
     return graph
 
@@ -80,8 +86,9 @@ def _dummy_batch(model: torch.nn.Module) -> int:
     return next(b for b in range(2, 1000) if b not in groups)
 
 
-def check_graph(graph: onnx.ModelProto, static_groups: set[int]) -> None:
-    """Checker (full), no STFT/DFT, no complex values, no batch-valued Conv group, batch axis dynamic."""
+def check_graph(graph: onnx.ModelProto, static_groups: set[int], batch: int | None = None) -> None:
+    """Checker (full), no STFT/DFT, no complex values; batch axis dynamic (``batch`` None) with no
+    batch-valued Conv group, or fixed at ``batch``."""
     try:
         onnx.checker.check_model(graph, full_check=True)
     except onnx.checker.ValidationError as exc:
@@ -94,8 +101,11 @@ def check_graph(graph: onnx.ModelProto, static_groups: set[int]) -> None:
         if node.op_type == "Conv" and group not in static_groups:
             problems.append(f"{node.name}: Conv group {group} follows the batch size")
     for io_value in [*graph.graph.input, *graph.graph.output]:
-        if io_value.type.tensor_type.shape.dim[0].dim_param != "batch":
+        dim = io_value.type.tensor_type.shape.dim[0]
+        if batch is None and dim.dim_param != "batch":
             problems.append(f"{io_value.name}: batch axis is not dynamic")
+        elif batch is not None and dim.dim_value != batch:
+            problems.append(f"{io_value.name}: batch axis is not fixed at {batch}")
     if problems:
         raise ArtifactError(f"exported graph is not deployable: {'; '.join(problems[:5])}")
 

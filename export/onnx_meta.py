@@ -61,6 +61,12 @@ def graph_config(model: onnx.ModelProto) -> SELDConfig:
     return SELDConfig.from_json(graph_metadata(model)[md.KEY_CONFIG])
 
 
+def fixed_batch(model: onnx.ModelProto) -> int | None:
+    """The input's batch size when the graph fixes it (``single_batch`` export), else None."""
+    dim = model.graph.input[0].type.tensor_type.shape.dim[0]
+    return dim.dim_value if dim.HasField("dim_value") else None
+
+
 def read_onnx_metadata(path: str | Path) -> dict[str, str]:
     """The metadata_props of a glfer-edge ONNX artifact; ArtifactError if unreadable or foreign."""
     path = Path(path)

@@ -217,3 +217,33 @@ def test_read_metadata_rejects_foreign_onnx(tmp_path):
     for name in ("foreign.onnx", "junk.onnx", "missing.onnx"):
         with pytest.raises(ArtifactError):
             read_onnx_metadata(tmp_path / name)
+
+
+def test_single_batch_export_runs_odconv_as_one_convolution_with_the_same_results(exported, tmp_path):
+    """``--single-batch``: input fixed at batch 1, ODConv as one Conv with a computed per-sample kernel
+    (no shifted im2col), same outputs as the dynamic-batch graph; the runtime feeds it one segment per call."""
+    from glfer_edge.runtime import SELDRuntime
+    from glfer_edge.runtime.segments import infer_long
+
+    rc = main(["export", "--weights", str(exported["weights"]), "--out", str(tmp_path), "--precision", "fp32",
+               "--segment-seconds", str(SEGMENT_S), "--single-batch", "--quiet"])
+    assert rc == 0
+    path = tmp_path / "model.fp32.onnx"
+    graph = onnx.load(str(path))
+    assert io_shapes(graph) == {"audio": (1, 4, 24000), "sed": (1, 5, 13), "doa": (1, 5, 13, 3)}
+    initializers = {i.name for i in graph.graph.initializer}
+    odconv = [n for n in graph.graph.node if "/odconv/" in n.name and "/attention/" not in n.name]
+    kernels = [n for n in odconv if n.op_type == "Conv"]
+    assert len(kernels) == 3 and all(n.input[1] not in initializers for n in kernels)  # one per GLF extractor
+    assert not any(n.op_type == "Concat" for n in odconv)
+    dynamic = exported["dir"] / "model.fp32.onnx"
+    for name in ("loud", "quiet"):
+        audio = exported["audio"][name][:1]
+        for a, b in zip(ort_outputs(path, audio), ort_outputs(dynamic, audio)):
+            assert np.abs(a - b).max() <= 1e-5
+    recording = np.concatenate(list(exported["audio"]["loud"]), axis=-1)  # two segments, one file
+    with SELDRuntime.open(path) as single, SELDRuntime.open(dynamic) as batched:
+        assert single.batch_range == (1, 1)
+        a, b = infer_long(single, recording), infer_long(batched, recording, batch_size=2)
+    assert a.sed.shape == b.sed.shape == (1, 10, 13)
+    assert np.abs(a.sed - b.sed).max() <= 1e-5 and np.abs(a.doa - b.doa).max() <= 1e-5

@@ -84,3 +84,16 @@ def test_unsupported_graph_is_reported_not_built(tmp_path):
     onnx.save(graph, str(tmp_path / "bad.onnx"))
     result = check_with_tensorrt_rtx(tmp_path / "bad.onnx")
     assert not result["parsed"] and not result["built"] and "Frobnicate" in " ".join(result["errors"])
+
+
+@needs_trt_rtx
+@pytest.mark.trt
+def test_single_batch_artifact_builds_with_computed_odconv_kernels(tmp_path):
+    """The --single-batch form feeds ODConv's per-sample kernel to Conv as a tensor: the parser must take it."""
+    torch.manual_seed(0)
+    graph = export_fp32(GLFERNet(get_preset("tiny")).eval(), "random-init:tiny", segment_seconds=2.0, single_batch=True)
+    path = tmp_path / "model.fp32.onnx"
+    onnx.save(graph, str(path))
+    result = check_with_tensorrt_rtx(path, max_batch=1)
+    assert result["parsed"] and result["errors"] == [] and result["built"], result["errors"]
+    assert result["inputs"] == {md.INPUT_NAME: {"shape": [1, 4, 48000], "dtype": "FLOAT"}}

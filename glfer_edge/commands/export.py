@@ -27,6 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="activation range estimator (default minmax)")
     parser.add_argument("--segment-seconds", type=float,
                         help="segment length baked into the graph (default: the model's, 8 s for the presets)")
+    parser.add_argument("--single-batch", action="store_true",
+                        help="fix the graphs at batch 1, ODConv as one per-sample-kernel convolution: the "
+                             "batch-1 latency form for CPUs (the runtime feeds it one segment per call)")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     parser.add_argument("--seed", type=int, default=0, help="seed of calibration scenes and random init")
     parser.add_argument("--report-scenes", type=int, default=16,
@@ -46,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         result = export_artifacts(
             args.out, args.precision, weights=args.weights, preset=args.preset, segment_seconds=args.segment_seconds,
             opset=args.opset, calib_dir=args.calib, calib_segments=args.calib_synth, calib_method=args.calib_method,
-            seed=args.seed, report_scenes=args.report_scenes, log=log,
+            seed=args.seed, report_scenes=args.report_scenes, log=log, single_batch=args.single_batch,
         )
     for w in caught:
         print(f"WARNING: {w.message}", file=sys.stderr)

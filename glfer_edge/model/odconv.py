@@ -4,7 +4,8 @@ Two mathematically identical formulations of the same module (same parameters):
 
 * ``folded`` (reference, as the official code): build a per-sample kernel and fold the batch into
   conv groups. An exported graph then has ``group = batch`` baked in, so it cannot serve a dynamic
-  batch in TensorRT.
+  batch in TensorRT; at a fixed batch of one it is a plain convolution with a computed kernel, the
+  CPU latency form (``export_fp32(single_batch=True)``).
 * ``shifted`` (export-friendly, the default): scale the input by the channel attention, gather the
   k*k shifted views of the zero-padded input, scale each view by its per-sample spatial attention,
   and run one dense 1x1 convolution over the stacked views (im2col with attention); the filter
@@ -81,15 +82,22 @@ class ODConv2d(nn.Module):
 
     def _forward_folded(self, x, a_c, a_f, a_s, a_k) -> torch.Tensor:
         b, c, h, w = x.shape
+        if b == 1:  # a plain convolution; a literal batch keeps the kernel's traced shape static for export
+            return F.conv2d(x * a_c, self._kernels(a_s, a_k, 1)[0], stride=self.stride, padding=self.padding) * a_f
         k = self.kernel_size
-        weight = self.weight.unsqueeze(0).expand(b, -1, -1, -1, -1, -1)  # (B, n, O, I, k, k)
+        weight = self._kernels(a_s, a_k, b).reshape(b * self.out_ch, c, k, k)
+        y = F.conv2d((x * a_c).reshape(1, b * c, h, w), weight, stride=self.stride, padding=self.padding, groups=b)
+        return y.reshape(b, self.out_ch, y.shape[-2], y.shape[-1]) * a_f
+
+    def _kernels(self, a_s, a_k, b: int) -> torch.Tensor:
+        """(B, O, I, k, k) per-sample kernels: spatial and kernel-wise attention applied, kernels summed."""
+        k = self.kernel_size
+        weight = self.weight.unsqueeze(0)  # (1, n, O, I, k, k)
         if a_s is not None:
             weight = weight * a_s.reshape(b, 1, 1, 1, k, k)
         if a_k is not None:
-            weight = weight * a_k.reshape(b, -1, 1, 1, 1, 1)
-        weight = weight.sum(dim=1).reshape(b * self.out_ch, c, k, k)  # per-sample kernels
-        y = F.conv2d((x * a_c).reshape(1, b * c, h, w), weight, stride=self.stride, padding=self.padding, groups=b)
-        return y.reshape(b, self.out_ch, y.shape[-2], y.shape[-1]) * a_f
+            weight = weight * a_k.reshape(b, self.kernel_num, 1, 1, 1, 1)
+        return weight.expand(b, -1, -1, -1, -1, -1).sum(dim=1)
 
     def _forward_shifted(self, x, a_c, a_f, a_s, a_k) -> torch.Tensor:
         k, s, p = self.kernel_size, self.stride, self.padding
