@@ -7,8 +7,11 @@ Variants: PyTorch eager (inference_mode vs no_grad, channels_last, traced + opti
 i.e. Conv-BN folding and MKLDNN layouts), torch.compile and onnxruntime FP32/INT8 (graph
 optimization level ALL = with the NCHWc layout transformer vs EXTENDED vs BASIC, denormals as zero,
 no spinning, IO binding), and an INT8 graph in onnxruntime's preferred CPU form (U8 activations,
-all op types) next to the TensorRT-oriented export (S8 symmetric, Conv/MatMul/Gemm only).
-Artifacts come from the bench cache (``glfer-edge bench`` exports them).
+all op types) next to the TensorRT-oriented export (S8 symmetric, Conv/MatMul/Gemm only), and, at
+batch 1, the single-batch export (``glfer-edge export --single-batch``: ODConv as one convolution with
+its per-sample kernel instead of the shifted im2col) in FP32 and INT8-cpu.
+Artifacts come from the bench cache (``glfer-edge bench`` exports them; the single-batch ones are
+exported here, next to them).
 """
 
 from __future__ import annotations
@@ -58,36 +61,57 @@ def torch_variants(weights: Path, config, audio: np.ndarray, threads: int) -> di
     }
 
 
+DENORMALS_AS_ZERO = {"session.set_denormal_as_zero": "1"}
+NO_SPINNING = {"session.intra_op.allow_spinning": "0"}
+
+
+def ort_session(path: Path, threads: int, level=None, **entries: str):
+    """An onnxruntime CPU session; ``level`` defaults to ORT_ENABLE_ALL (the runtime's setting)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL if level is None else level
+    so.intra_op_num_threads = threads
+    so.log_severity_level = 3
+    for k, v in entries.items():
+        so.add_session_config_entry(k, v)
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def ort_run(session, audio: np.ndarray) -> Callable[[], None]:
+    return lambda: session.run(None, {"audio": audio})
+
+
 def ort_variants(path: Path, audio: np.ndarray, threads: int, tag: str) -> dict[str, Callable[[], None]]:
     import onnxruntime as ort
 
     levels = ort.GraphOptimizationLevel
-
-    def session(level=levels.ORT_ENABLE_ALL, **entries: str):
-        so = ort.SessionOptions()
-        so.graph_optimization_level = level
-        so.intra_op_num_threads = threads
-        so.log_severity_level = 3
-        for k, v in entries.items():
-            so.add_session_config_entry(k, v)
-        return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-
-    def run(s) -> Callable[[], None]:
-        return lambda: s.run(None, {"audio": audio})
-
-    base = session()
+    base = ort_session(path, threads)
     binding = base.io_binding()
     binding.bind_cpu_input("audio", audio)
     for out in base.get_outputs():
         binding.bind_output(out.name, "cpu")
     return {
-        f"ort-{tag} ALL": run(base),
-        f"ort-{tag} EXTENDED (no NCHWc)": run(session(levels.ORT_ENABLE_EXTENDED)),
-        f"ort-{tag} BASIC": run(session(levels.ORT_ENABLE_BASIC)),
-        f"ort-{tag} ALL + denormals as zero": run(session(**{"session.set_denormal_as_zero": "1"})),
-        f"ort-{tag} ALL + no spinning": run(session(**{"session.intra_op.allow_spinning": "0"})),
+        f"ort-{tag} ALL": ort_run(base, audio),
+        f"ort-{tag} EXTENDED (no NCHWc)": ort_run(ort_session(path, threads, levels.ORT_ENABLE_EXTENDED), audio),
+        f"ort-{tag} BASIC": ort_run(ort_session(path, threads, levels.ORT_ENABLE_BASIC), audio),
+        f"ort-{tag} ALL + denormals as zero": ort_run(ort_session(path, threads, **DENORMALS_AS_ZERO), audio),
+        f"ort-{tag} ALL + no spinning": ort_run(ort_session(path, threads, **NO_SPINNING), audio),
         f"ort-{tag} ALL + IO binding": lambda: base.run_with_iobinding(binding),
     }
+
+
+def single_batch_artifacts(source, cache: Path) -> dict[str, Path]:
+    """FP32 and INT8-cpu exported with ``single_batch`` (fixed batch 1), cached beside the bench's exports."""
+    from glfer_edge.bench import TIMING_CALIBRATION_SEGMENTS
+    from glfer_edge.export import artifact_name, export_artifacts
+
+    out = cache / f"{Path(source.artifacts['ort-fp32']).parent.name}-single-batch"
+    wanted = ("fp32", "int8-cpu")
+    if not all((out / artifact_name(p)).is_file() for p in wanted):
+        export_artifacts(out, wanted, weights=source.weights, segment_seconds=source.config.segment_seconds,
+                         calib_segments=TIMING_CALIBRATION_SEGMENTS, report_scenes=0, single_batch=True)
+    return {p: out / artifact_name(p) for p in wanted}
 
 
 def main() -> None:
@@ -100,6 +124,8 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--json", default=None)
     p.add_argument("--cache-dir", default=None, help="bench cache (default ~/.cache/glfer_edge/bench)")
+    p.add_argument("--only", nargs="+", metavar="NAME",
+                   help="time only these variants (exact names as printed), e.g. a two-graph A/B")
     args = p.parse_args()
     cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
     source = resolve_source(preset_weights(args.preset, cache), ["ort-fp32", "ort-int8", "ort-int8-cpu"], [args.batch],
@@ -110,8 +136,15 @@ def main() -> None:
     for tag in ("fp32", "int8"):
         variants.update(ort_variants(Path(source.artifacts[f"ort-{tag}"]), audio, args.threads, tag))
     # onnxruntime's CPU INT8 form (glfer-edge export --precision int8-cpu), at the runtime's setting only
-    variants.update({k: v for k, v in ort_variants(Path(source.artifacts["ort-int8-cpu"]), audio, args.threads,
-                                                   "int8-cpu").items() if k.endswith(" ALL")})
+    variants["ort-int8-cpu ALL"] = ort_run(ort_session(Path(source.artifacts["ort-int8-cpu"]), args.threads), audio)
+    if args.batch == 1:
+        for tag, path in single_batch_artifacts(source, cache).items():
+            variants[f"ort-{tag} single-batch ALL"] = ort_run(ort_session(path, args.threads), audio)
+    if args.only:
+        unknown = sorted(set(args.only) - set(variants))
+        if unknown:
+            raise SystemExit(f"unknown variant(s) {unknown}; choose from: {', '.join(variants)}")
+        variants = {k: variants[k] for k in args.only}
     for fn in variants.values():  # warm-up
         for _ in range(2):
             fn()
@@ -121,9 +154,10 @@ def main() -> None:
             t0 = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)
-    ref = float(np.min(times["torch eager (inference_mode)"]))
+    ref = float(np.min(times.get("torch eager (inference_mode)", next(iter(times.values())))))
     rows = {k: {"min_ms": 1e3 * float(np.min(v)), "median_ms": 1e3 * float(np.median(v))} for k, v in times.items()}
-    print(f"{'variant':44s} {'min ms':>9s} {'median ms':>10s} {'x eager':>8s}")
+    base = "x eager" if "torch eager (inference_mode)" in times else "x first"
+    print(f"{'variant':44s} {'min ms':>9s} {'median ms':>10s} {base:>8s}")
     for k, r in rows.items():
         print(f"{k:44s} {r['min_ms']:9.1f} {r['median_ms']:10.1f} {ref * 1e3 / r['min_ms']:8.2f}")
     if args.json:

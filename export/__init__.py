@@ -77,7 +77,7 @@ def export_artifacts(
     Weights: ``weights``, else the bundled demo model; ``preset`` without weights builds a randomly
     initialised model of that preset (speed measurements only). INT8 calibrates on ``calib_dir``
     (FOA recordings, up to 512 segments) or on ``calib_segments`` generated scenes. ``single_batch``
-    fixes every artifact at batch 1 (ODConv as one per-sample-kernel conv: the CPU batch-1 latency form).
+    fixes every artifact at batch 1 (static shapes; ODConv as one conv over its per-sample kernel).
     """
     from glfer_edge.errors import InputError
     from glfer_edge.export.onnx_fp32 import export_fp32, fp32_self_check

@@ -1,14 +1,17 @@
 """FP32 ONNX export of GLFER-Net with the fused frontend: raw FOA audio in, ``sed`` and ``doa`` out.
 
 The TorchScript exporter (``dynamo=False``) traces the model at a fixed segment length with a
-dynamic batch axis, or, with ``single_batch``, at a fixed batch of one: the batch-1 latency form, in
-which ODConv runs as one convolution with its per-sample kernel (the 'folded' formulation, group 1)
-instead of the shifted im2col (9 shifted copies of the input, a concatenation and a 1x1 conv);
-measured 1.05-1.08x faster in onnxruntime on the paper preset (benchmarks/RESULTS.md). The graph is then simplified with onnxslim (constant folding, Identity and
-BatchNorm removal), shape-inferred and checked; the traced model is the deploy reparameterization (``glfer_edge.model.reparam``, exact).
-It must hold no STFT/DFT op and no complex tensor
-(TensorRT 10.3 on JetPack 6 has neither), and, with a dynamic batch, no Conv whose ``group`` is the
-batch size (the 'folded' ODConv would bake the export batch in; the 'shifted' one is used).
+dynamic batch axis, or, with ``single_batch``, at a fixed batch of one: a static-shape graph for
+runtimes and compilers that want one, in which ODConv runs as one convolution with its per-sample
+kernel (the 'folded' formulation, group 1) instead of the shifted im2col (9 shifted copies of the
+input, a concatenation and a 1x1 conv). On the 2-core CPU its onnxruntime speed is within noise of
+the dynamic graph (0.95-1.06x, benchmarks/RESULTS.md).
+
+The graph is then simplified with onnxslim (constant folding, Identity and BatchNorm removal),
+shape-inferred and checked; the traced model is the deploy reparameterization
+(``glfer_edge.model.reparam``, exact). It must hold no STFT/DFT op and no complex tensor (TensorRT
+10.3 on JetPack 6 has neither), and, with a dynamic batch, no Conv whose ``group`` is the batch size
+(the 'folded' ODConv would bake the export batch in; the 'shifted' one is used).
 """
 
 from __future__ import annotations

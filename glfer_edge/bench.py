@@ -49,7 +49,7 @@ FRONTEND_SCOPE = "/frontend/"
 GRU_SCOPE = "/decoder/gru/"
 _PROFILE_RUNS = 3
 _MIN_TIMED_RUNS = 3  # with --duration: at least this many timed calls
-_CALIBRATION_SEGMENTS = 8  # INT8 exports for timing only
+TIMING_CALIBRATION_SEGMENTS = 8  # INT8 exports for timing only
 _INPUT_RMS = 0.05  # white noise near -26 dBFS: no denormals, no clipping
 
 
@@ -579,7 +579,7 @@ def _with_exports(source: ModelSource, backends: Sequence[str], cache_dir: Path,
                 warnings.simplefilter("ignore")  # converter notes on FP16 rounding: not the benchmark's business
                 export_artifacts(
                     out_dir, missing, weights=source.weights, segment_seconds=source.config.segment_seconds,
-                    calib_segments=_CALIBRATION_SEGMENTS, report_scenes=0,
+                    calib_segments=TIMING_CALIBRATION_SEGMENTS, report_scenes=0,
                 )
     except Exception as exc:  # the cases are skipped with the reason; the other backends still run
         for p in missing:

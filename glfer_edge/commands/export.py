@@ -28,8 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--segment-seconds", type=float,
                         help="segment length baked into the graph (default: the model's, 8 s for the presets)")
     parser.add_argument("--single-batch", action="store_true",
-                        help="fix the graphs at batch 1, ODConv as one per-sample-kernel convolution: the "
-                             "batch-1 latency form for CPUs (the runtime feeds it one segment per call)")
+                        help="fix the graphs at batch 1 (static shapes; ODConv as one convolution over its "
+                             "per-sample kernel); the runtime feeds them one segment per call")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     parser.add_argument("--seed", type=int, default=0, help="seed of calibration scenes and random init")
     parser.add_argument("--report-scenes", type=int, default=16,

@@ -4,8 +4,8 @@ Two mathematically identical formulations of the same module (same parameters):
 
 * ``folded`` (reference, as the official code): build a per-sample kernel and fold the batch into
   conv groups. An exported graph then has ``group = batch`` baked in, so it cannot serve a dynamic
-  batch in TensorRT; at a fixed batch of one it is a plain convolution with a computed kernel, the
-  CPU latency form (``export_fp32(single_batch=True)``).
+  batch in TensorRT; at a fixed batch of one it is a plain convolution with a computed kernel
+  (the static-shape export, ``export_fp32(single_batch=True)``).
 * ``shifted`` (export-friendly, the default): scale the input by the channel attention, gather the
   k*k shifted views of the zero-padded input, scale each view by its per-sample spatial attention,
   and run one dense 1x1 convolution over the stacked views (im2col with attention); the filter
