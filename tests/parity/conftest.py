@@ -16,7 +16,10 @@ pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
 SEGMENT_SECONDS = 2.0
-N_SCENES = 3
+# The SELD-delta tolerance (0.03) needs enough events to be a measurement: on the bundled model,
+# INT8 vs torch measured SELD deltas of 0.035 / 0.012 / 0.006 on 3 / 12 / 24 scenes of 2 s (one
+# flipped event moves the SELD error by ~0.01 on 3 scenes), with SED agreement >= 0.987 throughout.
+N_SCENES = 12
 
 
 @pytest.fixture(scope="session")
@@ -44,13 +47,13 @@ def reference(tmp_path_factory) -> tuple[Path, str]:
 
 @pytest.fixture(scope="session")
 def artifacts(reference, tmp_path_factory) -> dict[str, Path]:
-    """precision -> ONNX artifact of the reference weights (INT8 calibrated on 8 generated segments, for speed)."""
+    """precision -> ONNX artifact of the reference weights (INT8 calibrated on 32 generated segments)."""
     from glfer_edge.export import export_artifacts
 
     out = tmp_path_factory.mktemp("artifacts")
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the small calibration set (8 < 32 segments) is on purpose
-        result = export_artifacts(out, ("fp32", "fp16", "int8", "int8-cpu"), weights=reference[0], calib_segments=8, report_scenes=0)
+        warnings.simplefilter("ignore")  # converter notes on FP16 rounding
+        result = export_artifacts(out, ("fp32", "fp16", "int8", "int8-cpu"), weights=reference[0], calib_segments=32, report_scenes=0)
     return result.artifacts
 
 
