@@ -22,6 +22,7 @@ from glfer_edge.config import SELDConfig
 from glfer_edge.errors import InputError
 
 DEFAULT_LEVELS_DBFS = (-50.0, -3.0)  # peak level range of generated calibration scenes
+DEFAULT_BATCH = 4  # segments per calibration batch: bounds the activations held in memory
 AUDIO_SUFFIXES = (".wav", ".flac")
 
 
@@ -34,7 +35,7 @@ def dbfs(x: np.ndarray) -> float:
 class SegmentReader(CalibrationDataReader):
     """Yields ``{'audio': (B, 4, N) float32}`` batches of segments 0..n-1 in order; subclasses load segment i."""
 
-    def __init__(self, config: SELDConfig, n_segments: int, batch_size: int = 4) -> None:
+    def __init__(self, config: SELDConfig, n_segments: int, batch_size: int = DEFAULT_BATCH) -> None:
         if n_segments < 1:
             raise InputError(f"need at least one calibration segment, got {n_segments}")
         if batch_size < 1:
@@ -96,7 +97,7 @@ class SynthReader(SegmentReader):
         n_segments: int,
         seed: int = 0,
         levels_dbfs: tuple[float, float] = DEFAULT_LEVELS_DBFS,
-        batch_size: int = 4,
+        batch_size: int = DEFAULT_BATCH,
     ) -> None:
         from glfer_edge.data.sources import SOURCE_CLASSES
         from glfer_edge.data.synth import SceneConfig
@@ -138,7 +139,7 @@ class FolderReader(SegmentReader):
     """
 
     def __init__(
-        self, folder: str | Path, config: SELDConfig, n_segments: int | None = None, seed: int = 0, batch_size: int = 4
+        self, folder: str | Path, config: SELDConfig, n_segments: int | None = None, seed: int = 0, batch_size: int = DEFAULT_BATCH
     ) -> None:
         self.folder = Path(folder)
         self.seed = seed

@@ -49,11 +49,11 @@ def held_out_accuracy(
     """Parity statistics, tolerance violations and SELD errors of INT8 vs FP32 on generated scenes."""
     import onnxruntime as ort
 
-    from glfer_edge.calibration.readers import SynthReader
+    from glfer_edge.calibration.readers import DEFAULT_BATCH, SynthReader
     from glfer_edge.metrics import SELDMetrics
     from glfer_edge.postprocess import outputs_to_rows
 
-    reader = SynthReader(config, n_scenes, seed + HELD_OUT_SEED_OFFSET, batch_size=fixed_batch(fp32) or 4)
+    reader = SynthReader(config, n_scenes, seed + HELD_OUT_SEED_OFFSET, batch_size=fixed_batch(fp32) or DEFAULT_BATCH)
     sessions = {
         name: ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
         for name, graph in (("fp32", fp32), ("int8", int8))

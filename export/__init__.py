@@ -51,11 +51,6 @@ class ExportResult:
     notes: tuple[str, ...] = ()
     accuracies: dict[str, dict[str, Any] | None] = field(default_factory=dict)  # INT8 artifact -> held-out parity
 
-    @property
-    def int8_accuracy(self) -> dict[str, Any] | None:
-        """Held-out parity + SELD delta of model.int8.onnx (else of model.int8-cpu.onnx)."""
-        return self.accuracies.get("int8", self.accuracies.get("int8-cpu"))
-
 
 def export_artifacts(
     out_dir: str | Path,
@@ -116,13 +111,13 @@ def export_artifacts(
 def _export_int8(
     fp32, path: Path, target: str, calib_dir, calib_segments: int, method: str, seed: int, report_scenes: int, say
 ):
-    from glfer_edge.calibration.readers import FolderReader, SynthReader
+    from glfer_edge.calibration.readers import DEFAULT_BATCH, FolderReader, SynthReader
     from glfer_edge.calibration.report import activation_ranges, held_out_accuracy, write_calibration_report
     from glfer_edge.export.int8 import quantize_int8
     from glfer_edge.export.onnx_meta import calibration_of, fixed_batch, graph_config, graph_metadata
 
     config = graph_config(fp32)
-    batch = fixed_batch(fp32) or 4  # calibration batches must fit a fixed-batch graph
+    batch = fixed_batch(fp32) or DEFAULT_BATCH  # calibration batches must fit a fixed-batch graph
     if calib_dir is not None:
         reader = FolderReader(calib_dir, config, MAX_FOLDER_SEGMENTS, seed, batch_size=batch)
     else:

@@ -16,7 +16,7 @@ from glfer_edge import metadata as md
 from glfer_edge._version import __version__
 from glfer_edge.config import SELDConfig
 from glfer_edge.errors import ArtifactError
-from glfer_edge.runtime.artifact import config_from_metadata
+from glfer_edge.runtime.artifact import calibration_of, config_from_metadata  # noqa: F401 (re-exported)
 
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -85,8 +85,3 @@ def onnx_config(path: str | Path) -> SELDConfig:
     """The SELDConfig embedded in an artifact (including the export's segment length)."""
     return config_from_metadata(read_onnx_metadata(path), path)[0]
 
-
-def calibration_of(meta: dict[str, str]) -> dict[str, Any] | None:
-    """The calibration summary in an INT8 artifact's metadata (None for other precisions)."""
-    raw = meta.get(md.KEY_CALIBRATION)
-    return None if raw is None else json.loads(raw)

@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 
-from glfer_edge import metadata as md
 from glfer_edge.config import SELDConfig
 from glfer_edge.errors import InputError
 
@@ -527,7 +526,7 @@ def resolve_source(
 ) -> ModelSource:
     """A model file -> its config and the artifact of every requested backend, exporting or building
     what is missing into ``cache_dir`` (keyed by weights hash, segment length and precision)."""
-    from glfer_edge.runtime.artifact import artifact_kind, config_from_metadata, read_onnx_metadata
+    from glfer_edge.runtime.artifact import artifact_kind, calibration_of, config_from_metadata, read_onnx_metadata
     from glfer_edge.runtime.trt_compat import read_sidecar
 
     path = Path(path)
@@ -539,7 +538,7 @@ def resolve_source(
     elif kind == "onnxruntime":
         meta = read_onnx_metadata(path)
         config, precision = config_from_metadata(meta, path)
-        if precision == "int8" and json.loads(meta.get(md.KEY_CALIBRATION, "{}")).get("target") == "cpu":
+        if precision == "int8" and (calibration_of(meta) or {}).get("target") == "cpu":
             precision = "int8-cpu"
     else:
         config, precision = config_from_metadata(read_sidecar(path).get("onnx_metadata", {}), path)

@@ -7,7 +7,9 @@ metadata goes through onnxruntime (a core dependency) so that deploy installs ne
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 from glfer_edge import metadata as md
 from glfer_edge.config import SELDConfig
@@ -52,6 +54,12 @@ def config_from_metadata(meta: dict[str, str], source: str | Path) -> tuple[SELD
     if precision not in PRECISIONS:
         raise ArtifactError(f"{source}: unknown precision {precision!r} in its metadata; re-export it with this SDK")
     return config, precision
+
+
+def calibration_of(meta: dict[str, str]) -> dict[str, Any] | None:
+    """The calibration summary in an INT8 artifact's metadata (None for other precisions)."""
+    raw = meta.get(md.KEY_CALIBRATION)
+    return None if raw is None else json.loads(raw)
 
 
 def read_onnx_metadata(path: str | Path) -> dict[str, str]:
