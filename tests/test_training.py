@@ -270,3 +270,27 @@ def test_preset_with_other_class_count_is_refused(synth_root, tmp_path):
 def test_cli_train_reports_missing_dataset(tmp_path, capsys):
     assert main(["train", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run"), "--quiet"]) == 2
     assert "not a DCASE dataset folder" in capsys.readouterr().err
+
+
+# -- direction probe ------------------------------------------------------------------------------
+
+
+def test_direction_probe_reads_the_direction_from_the_features_not_from_a_random_model(tmp_path):
+    from glfer_edge.model import GLFERNet
+    from glfer_edge.training.probe import direction_probe
+
+    scenes = SceneConfig(duration_s=4.0, max_polyphony=1)
+    write_dataset(tmp_path, 10, scenes, seed=3, split="train", progress=False)
+    write_dataset(tmp_path, 6, scenes, seed=4, split="test", progress=False)
+    torch.manual_seed(0)
+    model = GLFERNet(TINY_1S)
+    fit, score = (SELDDataset(tmp_path, TINY_1S, split) for split in ("train", "test"))
+    results = {r.tap: r for r in direction_probe(model, fit, score)}
+    assert list(results) == ["features", "stem", "stage0", "stage1", "stage2", "model"]
+    # The frontend's intensity vectors carry the direction (generator test: a dry source is within 5 deg);
+    # reverberation, noise and onsets inside a 0.2-s frame widen that, a linear read-out still finds it.
+    # Measured: 11 deg on the fitted scenes, 14 deg held out.
+    assert results["features"].fit_deg < 30.0 and results["features"].score_deg < 30.0
+    # An untrained DOA head points one way for every source: measured 118 and 39 deg off on the two splits
+    # (16 scenes, so a few directions); a uniformly random direction is 90 deg off on average.
+    assert (results["model"].fit_deg + results["model"].score_deg) / 2 > 60.0
