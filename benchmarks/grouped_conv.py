@@ -1,0 +1,77 @@
+"""Lever for the CPU FP32 target: would onnxruntime run MSFE's grouped convolutions faster with fewer groups?
+
+The profile puts MSFE's grouped convolutions (groups 2/4/8, 2-16 channels per group, no NCHWc
+kernel) at ~22 % of ORT FP32's time for ~11 % of the MACs. A grouped convolution can be rewritten
+exactly as one with fewer groups (block-diagonal weights, zeros between the blocks): more MACs, but
+possibly a faster kernel. This times every MSFE convolution of the paper preset (batch 1, 8 s), alone
+in a one-node graph, at its own group count and at each halving down to a dense convolution.
+
+    python benchmarks/grouped_conv.py --rounds 15 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+
+def conv_graph(cin: int, cout: int, k: int, groups: int, hw: tuple[int, int]) -> bytes:
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array((rng.standard_normal((cout, cin // groups, k, k)) * 0.05).astype(np.float32), "w")
+    b = numpy_helper.from_array(np.zeros(cout, np.float32), "b")
+    node = helper.make_node("Conv", ["x", "w", "b"], ["y"], group=groups, pads=[k // 2] * 4, kernel_shape=[k, k])
+    graph = helper.make_graph(
+        [node], "conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, cin, *hw])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w, b],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
+def median_ms(graph: bytes, cin: int, hw: tuple[int, int], rounds: int, threads: int) -> float:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads  # graph optimization level: the default (ALL), as the runtime
+    session = ort.InferenceSession(graph, so, providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(1).standard_normal((1, cin, *hw)).astype(np.float32)
+    for _ in range(3):
+        session.run(None, {"x": x})
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        session.run(None, {"x": x})
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times)) * 1e3
+
+
+def main() -> None:
+    from glfer_edge.config import get_preset
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--rounds", type=int, default=15)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    cfg = get_preset("paper")
+    m = cfg.model
+    n_branches = len(m.msfe_kernels)
+    print("| stage | input | kernel | groups: median ms (own group count first, down to dense) |")
+    print("|---|---|---|---|")
+    for stage, width in enumerate(m.glf_channels):
+        hw = (cfg.segment_frames >> (stage + 1), cfg.features.n_bins >> (stage + 1))
+        for k, g in zip(m.msfe_kernels, m.msfe_groups):
+            if g == 1:
+                continue
+            cells, groups = [], g
+            while groups >= 1:
+                ms = median_ms(conv_graph(width, width // n_branches, k, groups, hw), width, hw, args.rounds, args.threads)
+                cells.append(f"g{groups} {ms:.2f}")
+                groups //= 2
+            print(f"| {stage + 1} | {width}x{hw[0]}x{hw[1]} | {k}x{k} | {' / '.join(cells)} |")
+
+
+if __name__ == "__main__":
+    main()
