@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from glfer_edge.model.glfernet import GLFERNet
+from glfer_edge.tolerances import angular_error_deg
 from glfer_edge.training.dataset import SELDDataset
 from glfer_edge.training.loss import reduce_targets
 
@@ -78,22 +79,23 @@ def _collect(model: GLFERNet, data: SELDDataset, max_segments: int) -> tuple[dic
     return {k: torch.cat(v).numpy() for k, v in pooled.items()}, torch.cat(own).numpy(), torch.cat(labels).numpy()
 
 
+def _design(x: np.ndarray, mu: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    return np.hstack([(x - mu) / sd, np.ones((len(x), 1))])
+
+
 def _ridge(x: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     # Hand-written closed form (a few lines; scikit-learn is not a dependency).
     mu, sd = x.mean(0), x.std(0) + 1e-6
-    z = np.hstack([(x - mu) / sd, np.ones((len(x), 1))])
-    w = np.linalg.solve(z.T @ z + alpha * np.eye(z.shape[1]), z.T @ y)
-    return mu, sd, w
+    z = _design(x, mu, sd)
+    return mu, sd, np.linalg.solve(z.T @ z + alpha * np.eye(z.shape[1]), z.T @ y)
 
 
 def _predict(x: np.ndarray, mu: np.ndarray, sd: np.ndarray, w: np.ndarray) -> np.ndarray:
-    return np.hstack([(x - mu) / sd, np.ones((len(x), 1))]) @ w
+    return _design(x, mu, sd) @ w
 
 
 def _median_angle(a: np.ndarray, b: np.ndarray) -> float:
-    a = a / np.linalg.norm(a, axis=1, keepdims=True).clip(1e-9)
-    b = b / np.linalg.norm(b, axis=1, keepdims=True).clip(1e-9)
-    return float(np.median(np.degrees(np.arccos(np.clip((a * b).sum(1), -1.0, 1.0)))))
+    return float(np.median(angular_error_deg(a, b)))
 
 
 def direction_probe(
