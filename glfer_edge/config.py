@@ -199,7 +199,7 @@ def _from_dict(klass: type, d: dict[str, Any]) -> Any:
 # Presets
 # ---------------------------------------------------------------------------------------------
 _PAPER_MODEL = ModelConfig()
-# Same architecture with reduced widths: CPU demos, fast tests, the bundled demo model.
+# Same architecture with reduced widths: CPU demos and fast tests.
 # Widths 8/16/32 keep a CPU training epoch short; MSFE groups are capped so every scale branch
 # keeps one channel per group at width 8, and CSS shuffles 4 groups of 2 channels. No dropout: a
 # 0.1 M-parameter model underfits 3 h of scenes, and dropping 20 % of its 32 last-stage channels
@@ -223,7 +223,7 @@ _TINY_MODEL = dataclasses.replace(
 # deg off after its 8-channel stem (carrying +-x, +-y, +-z through GELU takes 6 channels besides
 # the 4 spectrograms). Trained the same way, this preset's 16-channel stem keeps it (24 deg) and
 # its DOA head reaches 37 deg vs tiny's 57 (model card). MSFE groups capped at 4 so every branch
-# keeps one channel per group at width 16; CSS and ODConv as the paper.
+# keeps one channel per group at width 16; CSS and ODConv as the paper. The bundled demo model.
 _SMALL_MODEL = dataclasses.replace(
     _TINY_MODEL,
     stem_channels=16,

@@ -18,11 +18,11 @@ from glfer_edge.errors import ArtifactError, require
 if TYPE_CHECKING:
     from glfer_edge.model.glfernet import GLFERNet
 
-DEFAULT_WEIGHTS = Path(__file__).parent / "assets" / "glfer_tiny_synth.safetensors"
+DEFAULT_WEIGHTS = Path(__file__).parent / "assets" / "glfer_small_synth.safetensors"
 
 
 def default_weights_path() -> Path:
-    """The bundled demo model (tiny preset trained on synthetic scenes; see assets/MODEL_CARD.md)."""
+    """The bundled demo model (`small` preset trained on synthetic scenes; see assets/MODEL_CARD.md)."""
     if not DEFAULT_WEIGHTS.exists():
         raise ArtifactError(f"bundled demo weights missing at {DEFAULT_WEIGHTS}; reinstall glfer-edge or pass --weights")
     return DEFAULT_WEIGHTS

@@ -31,13 +31,13 @@ from glfer_edge.runtime.base import Backend, SELDOutput, output_frame_times, val
 __all__ = ["SELDRuntime", "default_model", "DEFAULT_ONNX"]
 
 _ASSETS = Path(__file__).resolve().parent.parent / "assets"
-DEFAULT_ONNX = _ASSETS / "glfer_tiny_synth.fp32.onnx"  # produced by the export pipeline
+DEFAULT_ONNX = _ASSETS / "glfer_small_synth.fp32.onnx"  # produced by the export pipeline
 
 
 def default_model() -> tuple[Path, str | None]:
     """The bundled demo model and a note when it is not the ONNX FP32 default.
 
-    Until the export pipeline ships ``glfer_tiny_synth.fp32.onnx``, the reference weights run on torch.
+    Until the export pipeline ships ``glfer_small_synth.fp32.onnx``, the reference weights run on torch.
     """
     if DEFAULT_ONNX.is_file():
         return DEFAULT_ONNX, None
