@@ -1,6 +1,6 @@
 """The bundled demo model: loads in every form, forms agree, provenance is recorded, and it clears floors.
 
-The bundled model is the `small` preset after 49 epochs (glfer_edge/assets/MODEL_CARD.md: held-out
+The bundled model is the `small` preset, epoch 45 of 49 (glfer_edge/assets/MODEL_CARD.md: held-out
 macro SELD error 0.421, F20 38 %, LE_CD 26 deg, LR_CD 79 %). On the fixed 16-s scene below it
 measured (ORT CPU): micro F20 0.31, LR_CD 0.73, LE_CD 24.9 deg, SELD error 0.485; mean DOA error on
 active cells 35.1 deg; mean SED probability 0.63 on active cells vs 0.052 on inactive ones. The
