@@ -26,11 +26,11 @@ from glfer_edge.data.synth import SceneConfig, generate_scene
 from glfer_edge.metrics import SELDMetrics
 from glfer_edge.postprocess import outputs_to_rows
 from glfer_edge.runtime import SELDRuntime
+from glfer_edge.runtime.seld import DEFAULT_ONNX as ONNX
 from glfer_edge.runtime.segments import infer_long
 from glfer_edge.tolerances import angular_error_deg
 from glfer_edge.weights import default_weights_path, read_config, read_metadata
 
-ONNX = default_weights_path().with_name("glfer_small_synth.fp32.onnx")
 DOA_FLOOR_DEG = 42.0  # mean angular error on active cells
 SED_CONTRAST = 5.0  # mean SED probability on active cells over that on inactive ones
 F_FLOOR, LR_FLOOR, LE_FLOOR_DEG, SELD_FLOOR = 0.2, 0.6, 32.0, 0.54  # micro DCASE metrics on the scene

@@ -27,29 +27,27 @@ from glfer_edge.config import SELDConfig
 from glfer_edge.errors import ArtifactError
 from glfer_edge.runtime.artifact import artifact_kind
 from glfer_edge.runtime.base import Backend, SELDOutput, output_frame_times, validate_audio
+from glfer_edge.weights import DEFAULT_WEIGHTS
 
 __all__ = ["SELDRuntime", "default_model", "DEFAULT_ONNX"]
 
-_ASSETS = Path(__file__).resolve().parent.parent / "assets"
-DEFAULT_ONNX = _ASSETS / "glfer_small_synth.fp32.onnx"  # produced by the export pipeline
+DEFAULT_ONNX = DEFAULT_WEIGHTS.with_suffix(".fp32.onnx")  # exported from the bundled weights
 
 
 def default_model() -> tuple[Path, str | None]:
     """The bundled demo model and a note when it is not the ONNX FP32 default.
 
-    Until the export pipeline ships ``glfer_small_synth.fp32.onnx``, the reference weights run on torch.
+    Without the bundled ONNX file, the reference weights run on torch.
     """
     if DEFAULT_ONNX.is_file():
         return DEFAULT_ONNX, None
-    from glfer_edge.weights import DEFAULT_WEIGHTS
-
     if DEFAULT_WEIGHTS.is_file():
         return DEFAULT_WEIGHTS, (
             f"bundled ONNX demo model {DEFAULT_ONNX.name} not found; running the reference weights "
             f"{DEFAULT_WEIGHTS.name} on torch instead"
         )
     raise ArtifactError(
-        f"no bundled demo model in {_ASSETS} ({DEFAULT_ONNX.name} or {DEFAULT_WEIGHTS.name}); "
+        f"no bundled demo model in {DEFAULT_WEIGHTS.parent} ({DEFAULT_ONNX.name} or {DEFAULT_WEIGHTS.name}); "
         "reinstall glfer-edge or pass --model"
     )
 

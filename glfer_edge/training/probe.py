@@ -3,8 +3,8 @@
 For every output frame with exactly one active event, the activations of a tap (the standardized
 features, the stem, each GLF stage) are pooled over the frame's time-frequency cells (mean and mean
 magnitude per channel) and a ridge regression maps them to the event's Cartesian DOA label. It is
-fitted on one split and scored on another (median angular error). On the features the probe is
-the frontend's own intensity-vector direction (the oracle); a tap far above it has discarded the
+fitted on one split and scored on another (median angular error). On the features the probe reads
+the frontend's own intensity-vector direction (the reference level); a tap far above it has discarded the
 direction, and no DOA head after it can get it back linearly. Compare with ``model`` (the network's
 own class-wise DOA on the same frames).
 
