@@ -27,11 +27,11 @@ from glfer_edge.config import SELDConfig
 from glfer_edge.errors import ArtifactError
 from glfer_edge.runtime.artifact import artifact_kind
 from glfer_edge.runtime.base import Backend, SELDOutput, output_frame_times, validate_audio
-from glfer_edge.weights import DEFAULT_WEIGHTS
+from glfer_edge import weights as _weights
 
 __all__ = ["SELDRuntime", "default_model", "DEFAULT_ONNX"]
 
-DEFAULT_ONNX = DEFAULT_WEIGHTS.with_suffix(".fp32.onnx")  # exported from the bundled weights
+DEFAULT_ONNX = _weights.DEFAULT_WEIGHTS.with_suffix(".fp32.onnx")  # exported from the bundled weights
 
 
 def default_model() -> tuple[Path, str | None]:
@@ -41,13 +41,14 @@ def default_model() -> tuple[Path, str | None]:
     """
     if DEFAULT_ONNX.is_file():
         return DEFAULT_ONNX, None
-    if DEFAULT_WEIGHTS.is_file():
-        return DEFAULT_WEIGHTS, (
+    weights = _weights.DEFAULT_WEIGHTS  # looked up at call time, like DEFAULT_ONNX
+    if weights.is_file():
+        return weights, (
             f"bundled ONNX demo model {DEFAULT_ONNX.name} not found; running the reference weights "
-            f"{DEFAULT_WEIGHTS.name} on torch instead"
+            f"{weights.name} on torch instead"
         )
     raise ArtifactError(
-        f"no bundled demo model in {DEFAULT_WEIGHTS.parent} ({DEFAULT_ONNX.name} or {DEFAULT_WEIGHTS.name}); "
+        f"no bundled demo model in {weights.parent} ({DEFAULT_ONNX.name} or {weights.name}); "
         "reinstall glfer-edge or pass --model"
     )
 
