@@ -23,7 +23,8 @@ class SEWeight(nn.Module):
         self.fc2 = nn.Conv2d(hidden, channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.fc2(F.relu(self.fc1(x.mean(dim=(2, 3), keepdim=True)))))
+        # adaptive pooling, not mean(dim=(2, 3)): it exports as GlobalAveragePool, which ORT runs quantized in INT8
+        return torch.sigmoid(self.fc2(F.relu(self.fc1(F.adaptive_avg_pool2d(x, 1)))))
 
 
 class CSS(nn.Module):

@@ -44,7 +44,7 @@ class ODConvAttention(nn.Module):
                     nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor):
-        h = F.relu(self.bn(self.fc(x.mean(dim=(2, 3), keepdim=True))))  # (B, A, 1, 1)
+        h = F.relu(self.bn(self.fc(F.adaptive_avg_pool2d(x, 1))))  # (B, A, 1, 1); GlobalAveragePool in ONNX
         t = self.temperature
         a_c = torch.sigmoid(self.channel_fc(h) / t)  # (B, Cin, 1, 1)
         a_f = torch.sigmoid(self.filter_fc(h) / t)  # (B, Cout, 1, 1)
