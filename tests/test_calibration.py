@@ -22,7 +22,7 @@ from glfer_edge.calibration.readers import FolderReader, SynthReader
 from glfer_edge.calibration.report import activation_ranges, held_out_accuracy, write_calibration_report
 from glfer_edge.config import get_preset
 from glfer_edge.errors import InputError
-from glfer_edge.export.int8 import CPU_FLOAT_SCOPES, FLOAT_SCOPES, MIN_SEGMENTS, quantize_int8
+from glfer_edge.export.int8 import CPU_FLOAT_SCOPES, FLOAT_SCOPES, MIN_SEGMENTS, fuse_gelu, quantize_int8
 from glfer_edge.export.onnx_fp32 import export_fp32
 from glfer_edge.export.onnx_meta import calibration_of, graph_config, graph_metadata
 from glfer_edge.model.glfernet import GLFERNet
@@ -169,6 +169,35 @@ def test_cpu_int8_runs_nearly_every_trunk_conv_as_qlinearconv(fp32, int8, int8_c
     cpu, trt = _fused_ops(int8_cpu, tmp_path), _fused_ops(int8, tmp_path)
     # the reason for the CPU form: ORT fuses a Conv into QLinearConv only when its output is quantized too
     assert cpu.get("QLinearConv", 0) >= 0.9 * trunk_convs > trt.get("QLinearConv", 0)
+
+
+def test_fuse_gelu_is_exact_and_replaces_every_erf_gelu(fp32, config):
+    import onnxruntime as ort
+
+    fused = fuse_gelu(fp32)
+    count = lambda g, op: sum(n.op_type == op for n in g.graph.node)  # noqa: E731
+    gelus = count(fp32, "Erf")
+    assert gelus > 0 and count(fused, "Gelu") == gelus and count(fused, "Erf") == 0
+    assert count(fused, "Div") == count(fp32, "Div") - gelus and count(fused, "Mul") == count(fp32, "Mul") - 2 * gelus
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # compare the graphs as written
+    audio = SynthReader(config, 1, seed=9).segment(0)[None]
+    outs = [ort.InferenceSession(g.SerializeToString(), opts, providers=["CPUExecutionProvider"]).run(None, {md.INPUT_NAME: audio})
+            for g in (fp32, fused)]
+    for a, b in zip(*outs):
+        np.testing.assert_allclose(b, a, atol=1e-5)
+    assert fuse_gelu(fused).SerializeToString() == fused.SerializeToString()  # idempotent
+
+
+def test_cpu_int8_keeps_gelu_and_batchnorm_float(fp32, int8_cpu, tmp_path):
+    fused = _fused_ops(int8_cpu, tmp_path)
+    assert fused.get("Gelu", 0) == sum(n.op_type == "Erf" for n in fp32.graph.node) and "Erf" not in fused
+    # BatchNormalization parameters are not stored as per-tensor 8-bit "weights" (a zero bias that
+    # the graph shares with a Conv may arrive through that Conv's INT32 bias DequantizeLinear)
+    params = {i for n in int8_cpu.graph.node if n.op_type == "BatchNormalization" for i in n.input[1:]}
+    dtypes = {t.name: t.data_type for t in int8_cpu.graph.initializer}
+    sources = {n.output[0]: dtypes.get(n.input[0]) for n in int8_cpu.graph.node if n.op_type == "DequantizeLinear"}
+    assert params and all(p in dtypes or sources.get(p) == onnx.TensorProto.INT32 for p in params)
 
 
 def test_cpu_int8_close_to_fp32_on_held_out_scenes(fp32, int8_cpu, config):
