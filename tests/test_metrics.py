@@ -417,3 +417,25 @@ def test_cli_json_and_table(folders, capsys):
     assert "line(s) have a column count the 2021 format ignores" in table  # 7-column 2023 predictions
     assert main(["evaluate", "--ref", str(ref_dir), "--pred", str(ref_dir / "nope")]) == 2
     assert capsys.readouterr().err.startswith("error: no prediction CSV")
+
+
+def test_cli_scores_a_model_over_a_dataset(tmp_path, capsys):
+    """``evaluate --model``: the bundled model's prediction CSVs, scored exactly as ``--ref/--pred`` would."""
+    from glfer_edge.data.dcase import read_metadata_csv
+
+    data = tmp_path / "data"
+    assert main(["synth", "--out", str(data), "--n-scenes", "2", "--duration", "6", "--seed", "4", "--split", "val",
+                 "--quiet"]) == 0
+    capsys.readouterr()
+    rows = {}
+    for threshold in ("0.1", "0.3", "0.9"):
+        pred = tmp_path / f"pred-{threshold}"
+        assert main(["evaluate", "--model", "default", "--data", str(data), "--split", "val", "--pred-out", str(pred),
+                     "--threshold", threshold, "--json"]) == 0
+        out = json.loads(capsys.readouterr().out)
+        expected = evaluate_folders(data / "metadata_dev" / "val", pred)
+        assert (out["ER20"], out["F20"], out["SELD"]) == pytest.approx((expected.er, expected.f, expected.seld))
+        rows[threshold] = sum(len(read_metadata_csv(p)) for p in sorted(pred.glob("*.csv")))
+    assert rows["0.1"] > rows["0.3"] > rows["0.9"]  # the threshold reaches the decisions
+    assert main(["evaluate", "--ref", str(data / "metadata_dev" / "val"), "--pred", str(pred), "--threshold", "0.5"]) == 2
+    assert capsys.readouterr().err.startswith("error: --threshold and --median apply to --model runs")

@@ -20,6 +20,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default=None, help="split of --data to score (default: all)")
     parser.add_argument("--layout", default="synth", help="dataset layout of --data: synth, dcase2021, starss23")
     parser.add_argument("--pred-out", help="with --model: keep the prediction CSVs in this folder")
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="with --model: SED threshold (default: the model's, 0.3); tune it on a validation split")
+    parser.add_argument("--median", type=int, default=1, metavar="FRAMES",
+                        help="with --model: median filter over output frames (odd; 1 = off)")
     parser.add_argument("--edition", choices=EDITIONS, default="2023",
                         help="DCASE edition whose metric code and CSV format to follow (default 2023)")
     parser.add_argument("--average", choices=("macro", "micro"), default=None,
@@ -34,7 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
 
 
-def predict_folder(model: str | None, data: str, split: str | None, layout: str, out_dir: Path) -> Path:
+def predict_folder(
+    model: str | None, data: str, split: str | None, layout: str, out_dir: Path,
+    threshold: float | None = None, median_frames: int = 1,
+) -> Path:
     """Write the model's DCASE prediction CSVs for every recording of a dataset split; returns the ref folder."""
     from tqdm import tqdm
 
@@ -52,7 +59,8 @@ def predict_folder(model: str | None, data: str, split: str | None, layout: str,
             rec = load_audio(wav, rt.config.features.sample_rate)
             out = infer_long(rt, rec.audio)
             duration = rec.audio.shape[-1] / rt.config.features.sample_rate
-            rows = outputs_to_rows(out.sed[0], out.doa[0], rt.config, duration=duration)
+            rows = outputs_to_rows(out.sed[0], out.doa[0], rt.config, threshold=threshold,
+                                   median_frames=median_frames, duration=duration)
             write_dcase_csv(out_dir / f"{csv.stem}.csv", rows)
     return pairs[0][1].parent if split else pairs[0][1].parents[1]
 
@@ -63,9 +71,12 @@ def run(args: argparse.Namespace) -> int:
             raise InputError("--model needs --data DIR (a DCASE-layout dataset); or pass --ref and --pred")
         with tempfile.TemporaryDirectory() as tmp:
             pred = Path(args.pred_out or tmp)
-            args.ref = str(predict_folder(args.model, args.data, args.split, args.layout, pred))
+            args.ref = str(predict_folder(args.model, args.data, args.split, args.layout, pred,
+                                          args.threshold, args.median))
             args.pred = str(pred)
             return _score(args)
+    if args.threshold is not None or args.median != 1:
+        raise InputError("--threshold and --median apply to --model runs; --pred CSVs are scored as written")
     if args.ref is None or args.pred is None:
         raise InputError("pass --ref DIR and --pred DIR, or --model PATH and --data DIR")
     return _score(args)
