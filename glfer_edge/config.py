@@ -222,8 +222,9 @@ _TINY_MODEL = dataclasses.replace(
 # frame-pooled activations finds a single source's direction 17 deg off from the features but 54
 # deg off after its 8-channel stem (carrying +-x, +-y, +-z through GELU takes 6 channels besides
 # the 4 spectrograms). Trained the same way, this preset's 16-channel stem keeps it (19 deg) and
-# its own DOA reads 15.5 deg at epoch 45, 12.2 at 65, vs tiny's 57 (model card). MSFE groups capped at 4 so every branch
-# keeps one channel per group at width 16; CSS and ODConv as the paper. The bundled demo model.
+# its own DOA reads 15.5 deg at epoch 45, 12.2 at 65, vs tiny's 57 (model card). MSFE groups
+# capped at 4 so every branch keeps one channel per group at width 16; CSS and ODConv as the
+# paper. The bundled demo model.
 _SMALL_MODEL = dataclasses.replace(
     _TINY_MODEL,
     stem_channels=16,
