@@ -5,8 +5,10 @@ kernel) at ~22 % of ORT FP32's time for ~11 % of the MACs. A grouped convolution
 exactly as one with fewer groups (block-diagonal weights, zeros between the blocks): more MACs, but
 possibly a faster kernel. This times every MSFE convolution of the paper preset (batch 1, 8 s), alone
 in a one-node graph, at its own group count and at each halving down to a dense convolution.
+``--int8`` times QLinearConv instead (the int8-cpu form); its result sets the export's
+``CPU_MIN_GROUP_OUTPUTS``.
 
-    python benchmarks/grouped_conv.py --rounds 15 --threads 2
+    python benchmarks/grouped_conv.py --rounds 15 --threads 2 [--int8]
 """
 
 from __future__ import annotations
@@ -17,27 +19,42 @@ import time
 import numpy as np
 
 
-def conv_graph(cin: int, cout: int, k: int, groups: int, hw: tuple[int, int]) -> bytes:
+def conv_graph(cin: int, cout: int, k: int, groups: int, hw: tuple[int, int], int8: bool = False) -> bytes:
+    """One Conv, or with ``int8`` one QLinearConv (U8 activations, per-channel S8 weights, INT32 bias: the
+    int8-cpu artifact's form)."""
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)
-    w = numpy_helper.from_array((rng.standard_normal((cout, cin // groups, k, k)) * 0.05).astype(np.float32), "w")
-    b = numpy_helper.from_array(np.zeros(cout, np.float32), "b")
-    node = helper.make_node("Conv", ["x", "w", "b"], ["y"], group=groups, pads=[k // 2] * 4, kernel_shape=[k, k])
+    shape = (cout, cin // groups, k, k)
+    attrs = dict(group=groups, pads=[k // 2] * 4, kernel_shape=[k, k])
+    if int8:
+        tensors = {
+            "w": rng.integers(-127, 128, shape, dtype=np.int8), "b": np.zeros(cout, np.int32),
+            "xs": np.float32(0.02), "xz": np.uint8(128), "ws": np.full(cout, 0.01, np.float32),
+            "wz": np.zeros(cout, np.int8), "ys": np.float32(0.05), "yz": np.uint8(128),
+        }
+        node = helper.make_node("QLinearConv", ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz", "b"], ["y"], **attrs)
+        dtype = TensorProto.UINT8
+    else:
+        tensors = {"w": (rng.standard_normal(shape) * 0.05).astype(np.float32), "b": np.zeros(cout, np.float32)}
+        node = helper.make_node("Conv", ["x", "w", "b"], ["y"], **attrs)
+        dtype = TensorProto.FLOAT
     graph = helper.make_graph(
-        [node], "conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, cin, *hw])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w, b],
+        [node], "conv", [helper.make_tensor_value_info("x", dtype, [1, cin, *hw])],
+        [helper.make_tensor_value_info("y", dtype, None)],
+        [numpy_helper.from_array(np.asarray(v), name) for name, v in tensors.items()],
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
 
 
-def median_ms(graph: bytes, cin: int, hw: tuple[int, int], rounds: int, threads: int) -> float:
+def median_ms(graph: bytes, cin: int, hw: tuple[int, int], rounds: int, threads: int, int8: bool = False) -> float:
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads  # graph optimization level: the default (ALL), as the runtime
     session = ort.InferenceSession(graph, so, providers=["CPUExecutionProvider"])
-    x = np.random.default_rng(1).standard_normal((1, cin, *hw)).astype(np.float32)
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 256, (1, cin, *hw), dtype=np.uint8) if int8 else rng.standard_normal((1, cin, *hw)).astype(np.float32)
     for _ in range(3):
         session.run(None, {"x": x})
     times = []
@@ -54,6 +71,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rounds", type=int, default=15)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--int8", action="store_true", help="time QLinearConv (the int8-cpu form) instead of Conv")
     args = p.parse_args()
     cfg = get_preset("paper")
     m = cfg.model
@@ -67,7 +85,8 @@ def main() -> None:
                 continue
             cells, groups = [], g
             while groups >= 1:
-                ms = median_ms(conv_graph(width, width // n_branches, k, groups, hw), width, hw, args.rounds, args.threads)
+                graph = conv_graph(width, width // n_branches, k, groups, hw, args.int8)
+                ms = median_ms(graph, width, hw, args.rounds, args.threads, args.int8)
                 cells.append(f"g{groups} {ms:.2f}")
                 groups //= 2
             print(f"| {stage + 1} | {width}x{hw[0]}x{hw[1]} | {k}x{k} | {' / '.join(cells)} |")
