@@ -525,7 +525,7 @@ def resolve_source(
     progress: Callable[[str], None] | None = None,
 ) -> ModelSource:
     """A model file -> its config and the artifact of every requested backend, exporting or building
-    what is missing into ``cache_dir`` (keyed by weights hash, segment length and precision)."""
+    what is missing into ``cache_dir`` (keyed by weights hash, segment length, exporter code and precision)."""
     from glfer_edge.runtime.artifact import artifact_kind, calibration_of, config_from_metadata, read_onnx_metadata
     from glfer_edge.runtime.trt_compat import read_sidecar
 
@@ -565,7 +565,7 @@ def _with_exports(source: ModelSource, backends: Sequence[str], cache_dir: Path,
     wanted = sorted({b[4:] for b in backends if b.startswith("ort-") or (b.startswith("trt-") and trt_ok)})
     if not wanted:
         return source
-    out_dir = cache_dir / f"{sha256_file(source.weights)[:16]}-{source.config.segment_seconds:g}s"
+    out_dir = cache_dir / f"{sha256_file(source.weights)[:16]}-{source.config.segment_seconds:g}s-{_exporter_hash()}"
     artifacts, unavailable = dict(source.artifacts), dict(source.unavailable)
     missing = [p for p in wanted if not (out_dir / f"model.{p}.onnx").is_file()]
     try:
@@ -587,6 +587,23 @@ def _with_exports(source: ModelSource, backends: Sequence[str], cache_dir: Path,
         if (out_dir / f"model.{p}.onnx").is_file():
             artifacts[f"ort-{p}"] = str(out_dir / f"model.{p}.onnx")
     return dataclasses.replace(source, artifacts=artifacts, unavailable=unavailable)
+
+
+def _exporter_hash() -> str:
+    """Hash of the code that writes an artifact (model, frontend, export, calibration): a cached export
+    from older code must not be timed as if it were the current one."""
+    import hashlib
+
+    import glfer_edge.calibration
+    import glfer_edge.export
+    import glfer_edge.frontend
+    import glfer_edge.model
+
+    digest = hashlib.sha256()
+    for package in (glfer_edge.model, glfer_edge.frontend, glfer_edge.export, glfer_edge.calibration):
+        for path in sorted(Path(package.__file__).parent.glob("*.py")):
+            digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:8]
 
 
 def _with_engines(source: ModelSource, backends: Sequence[str], batches: Sequence[int], cache_dir: Path,
