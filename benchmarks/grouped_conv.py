@@ -54,7 +54,8 @@ def median_ms(graph: bytes, cin: int, hw: tuple[int, int], rounds: int, threads:
     so.intra_op_num_threads = threads  # graph optimization level: the default (ALL), as the runtime
     session = ort.InferenceSession(graph, so, providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(1)
-    x = rng.integers(0, 256, (1, cin, *hw), dtype=np.uint8) if int8 else rng.standard_normal((1, cin, *hw)).astype(np.float32)
+    shape = (1, cin, *hw)
+    x = rng.integers(0, 256, shape, dtype=np.uint8) if int8 else rng.standard_normal(shape).astype(np.float32)
     for _ in range(3):
         session.run(None, {"x": x})
     times = []

@@ -24,14 +24,11 @@ Two targets share the calibration (``INT8_TARGETS``):
   which the TensorRT form leaves out for most Convs, so the TensorRT form runs slower than FP32 on
   a CPU. Only ``CPU_FLOAT_SCOPES`` (frontend, decoder) stay float, every op in them: keeping the
   encoder's attention gates float as well put DQ -> float Mul -> Q around full-size feature maps
-  and made this form slower than FP32 (paper preset: 297 vs 253 ms per 8-s segment). Each GELU
-  is first fused into one ``com.microsoft`` ``Gelu`` node (``fuse_gelu``), which ORT runs in float
-  between one DQ and one Q instead of seven INT8-rounded passes. Grouped convolutions with fewer
-  than ``CPU_MIN_GROUP_OUTPUTS`` output channels per group are rewritten as dense ones with
-  block-diagonal weights (``densify_grouped_convs``): ORT's QLinearConv runs a grouped convolution
-  group by group with a GEMM only that many rows tall, so the dense form, up to 8x the MACs, is
-  faster (paper preset, MSFE stage 1, 7x7 with 8 groups: 60.6 -> 8.5 ms, one thread).
-  TensorRT rejects this form (INT32 biases, asymmetric U8, an ORT contrib op).
+  and made this form slower than FP32 (paper preset: 297 vs 253 ms per 8-s segment). Before
+  quantizing, ``glfer_edge.export.int8_cpu.prepare_cpu_graph`` rewrites the FP32 graph, exactly,
+  into ops ORT's INT8 kernels run well (one Gelu node per GELU, dense instead of narrow grouped
+  convolutions, depthwise convolutions instead of average pooling). TensorRT rejects this form
+  (INT32 biases, asymmetric U8, an ORT contrib op).
 
 Measured (tiny preset, random weights with fitted statistics, SED head scaled so probabilities
 spread around the 0.3 threshold, 2-s segments, 64 generated calibration segments at -50..-3 dBFS
@@ -52,10 +49,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnx
 
 from glfer_edge.errors import MissingDependencyError
+from glfer_edge.export.int8_cpu import prepare_cpu_graph
 from glfer_edge.export.onnx_meta import set_precision
 
 QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
@@ -75,126 +72,6 @@ CPU_FLOAT_SCOPES: tuple[str, ...] = ("/frontend/", "/decoder/")
 # (it runs DQ -> BN -> Q either way), and its quantizer would store gamma, beta, mean and variance
 # as per-tensor 8-bit "weights" (bundled model: steps up to 1.5 % of a channel's scale).
 CPU_FLOAT_OPS: tuple[str, ...] = ("BatchNormalization",)
-# A grouped Conv with fewer output channels per group than this runs dense in the CPU form.
-# `python benchmarks/grouped_conv.py --int8` (paper preset, one QLinearConv alone, 1 thread, ms at
-# the own group count -> dense): MSFE stage 1 3x3/g2 (8 per group) 7.5 -> 2.5, 5x5/g4 (4) 17.5 -> 8.7,
-# 7x7/g8 (2) 60.6 -> 8.5; stage 2 7x7/g8 (4) 27.3 -> 8.4, but 5x5/g4 (8) 5.2 -> 8.1 and stage 3
-# 7x7/g8 (8) 7.2 -> 11.7 lose. Below 8 rows per group every case measured won.
-CPU_MIN_GROUP_OUTPUTS = 8
-
-
-def fuse_gelu(graph: onnx.ModelProto) -> onnx.ModelProto:
-    """Copy of ``graph`` with every erf-form GELU, ``Mul(Mul(x, Add(Erf(Div(x, sqrt 2)), 1)), 0.5)`` (torch's
-    export below opset 20), replaced by one ``com.microsoft`` ``Gelu`` node (ONNX Runtime's contrib op).
-
-    Why, for the CPU form only: quantized node by node, each GELU became DQ -> Div -> Erf -> Q ->
-    QLinearAdd -> QLinearMul -> QLinearMul, seven passes over a full feature map with INT8 rounding
-    between them. As one node it is DQ -> Gelu -> Q, and exact in float; ORT's own GeluFusion does
-    not fire once Q/DQ nodes sit inside the pattern.
-    """
-    out = onnx.ModelProto()
-    out.CopyFrom(graph)
-    nodes = out.graph.node
-    producer = {o: n for n in nodes for o in n.output}
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for n in nodes:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
-    constants = _scalar_constants(out)
-
-    def only_consumer(node: onnx.NodeProto, op_type: str) -> onnx.NodeProto | None:
-        users = consumers.get(node.output[0], [])
-        return users[0] if len(users) == 1 and users[0].op_type == op_type else None
-
-    def other_input(node: onnx.NodeProto, name: str) -> str | None:
-        rest = [i for i in node.input if i != name]
-        return rest[0] if len(node.input) == 2 and len(rest) == 1 else None
-
-    def is_const(name: str | None, value: float) -> bool:
-        return name in constants and abs(constants[name] - value) < 1e-3
-
-    replaced: dict[int, onnx.NodeProto] = {}  # id(last node of the pattern) -> Gelu
-    dropped: set[int] = set()
-    for erf in nodes:
-        if erf.op_type != "Erf" or erf.input[0] not in producer:
-            continue
-        div = producer[erf.input[0]]
-        x = div.input[0]
-        add = only_consumer(erf, "Add")
-        mul = add and only_consumer(add, "Mul")
-        half = mul and only_consumer(mul, "Mul")
-        if not (
-            div.op_type == "Div" and is_const(div.input[1], math.sqrt(2.0)) and len(consumers[div.output[0]]) == 1
-            and add and is_const(other_input(add, erf.output[0]), 1.0)
-            and mul and other_input(mul, add.output[0]) == x
-            and half and is_const(other_input(half, mul.output[0]), 0.5)
-        ):
-            continue
-        dropped |= {id(div), id(erf), id(add), id(mul)}
-        replaced[id(half)] = onnx.helper.make_node(
-            "Gelu", [x], [half.output[0]], name=erf.name.replace("Erf", "Gelu"), domain="com.microsoft"
-        )
-    if replaced:
-        kept = [replaced.get(id(n), n) for n in nodes if id(n) not in dropped]
-        used = {i for n in kept for i in n.input} | {o.name for o in out.graph.output}
-        kept = [n for n in kept if n.op_type != "Constant" or n.output[0] in used]  # the patterns' sqrt 2, 1, 0.5
-        del nodes[:]
-        nodes.extend(kept)
-        unused = [t for t in out.graph.initializer if t.name not in used]
-        for t in unused:
-            out.graph.initializer.remove(t)
-        if not any(o.domain == "com.microsoft" for o in out.opset_import):
-            out.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
-    return out
-
-
-def densify_grouped_convs(graph: onnx.ModelProto, min_group_outputs: int = CPU_MIN_GROUP_OUTPUTS) -> onnx.ModelProto:
-    """Copy of ``graph`` with every grouped Conv that has fewer than ``min_group_outputs`` output channels per
-    group rewritten as a dense Conv (``group`` 1) with block-diagonal weights: exact, zeros between the blocks.
-
-    Exact in INT8 too: per-channel weight scales are unchanged (zeros do not move a channel's max) and
-    the zeros add nothing to the INT32 accumulators. Why, for the CPU form only: see CPU_MIN_GROUP_OUTPUTS.
-    """
-    from onnx import numpy_helper
-
-    out = onnx.ModelProto()
-    out.CopyFrom(graph)
-    weights = {t.name: t for t in out.graph.initializer}
-    users: dict[str, int] = {}
-    for n in out.graph.node:
-        for i in n.input:
-            users[i] = users.get(i, 0) + 1
-    for node in out.graph.node:
-        group = next((a for a in node.attribute if a.name == "group"), None)
-        if node.op_type != "Conv" or group is None or group.i == 1 or users.get(node.input[1]) != 1:
-            continue
-        tensor = weights.get(node.input[1])
-        if tensor is None or tensor.dims[0] // group.i >= min_group_outputs:
-            continue
-        w = numpy_helper.to_array(tensor)  # (O, I/g, k...)
-        g, o, i = group.i, w.shape[0] // group.i, w.shape[1]
-        dense = np.zeros((w.shape[0], i * g, *w.shape[2:]), w.dtype)
-        for j in range(g):
-            dense[j * o:(j + 1) * o, j * i:(j + 1) * i] = w[j * o:(j + 1) * o]
-        tensor.CopyFrom(numpy_helper.from_array(dense, tensor.name))
-        group.i = 1
-    return out
-
-
-def _scalar_constants(graph: onnx.ModelProto) -> dict[str, float]:
-    """Single-element initializers and Constant outputs, by tensor name."""
-    from onnx import numpy_helper
-
-    tensors = [(t.name, t) for t in graph.graph.initializer]
-    tensors += [(n.output[0], a.t) for n in graph.graph.node if n.op_type == "Constant"
-                for a in n.attribute if a.name == "value"]
-    values = {}
-    for name, tensor in tensors:
-        if math.prod(tensor.dims) == 1:
-            values[name] = float(numpy_helper.to_array(tensor).reshape(-1)[0])
-    return values
-
-
 def int8_excluded_nodes(graph: onnx.ModelProto, float_scopes: Iterable[str] = FLOAT_SCOPES) -> list[str]:
     """Quantizable nodes (Conv/MatMul/Gemm) left in float because their name contains one of the scopes."""
     scopes = tuple(float_scopes)
@@ -236,7 +113,7 @@ def quantize_int8(
             },
         )
     else:
-        graph = densify_grouped_convs(fuse_gelu(graph))
+        graph = prepare_cpu_graph(graph)
         op_types = None  # every op type
         excluded = {n.name for n in graph.graph.node
                     if n.op_type in CPU_FLOAT_OPS or any(s in n.name for s in float_scopes)}

@@ -22,9 +22,8 @@ from glfer_edge.calibration.readers import FolderReader, SynthReader
 from glfer_edge.calibration.report import activation_ranges, held_out_accuracy, write_calibration_report
 from glfer_edge.config import get_preset
 from glfer_edge.errors import InputError
-from glfer_edge.export.int8 import (
-    CPU_FLOAT_SCOPES, CPU_MIN_GROUP_OUTPUTS, FLOAT_SCOPES, MIN_SEGMENTS, densify_grouped_convs, fuse_gelu, quantize_int8,
-)
+from glfer_edge.export.int8 import CPU_FLOAT_SCOPES, FLOAT_SCOPES, MIN_SEGMENTS, quantize_int8
+from glfer_edge.export.int8_cpu import MIN_GROUP_OUTPUTS, densify_grouped_convs, fuse_gelu, pools_as_depthwise_convs
 from glfer_edge.export.onnx_fp32 import export_fp32
 from glfer_edge.export.onnx_meta import calibration_of, graph_config, graph_metadata
 from glfer_edge.model.glfernet import GLFERNet
@@ -174,63 +173,67 @@ def test_cpu_int8_runs_nearly_every_trunk_conv_as_qlinearconv(fp32, int8, int8_c
 
 
 def test_fuse_gelu_is_exact_and_replaces_every_erf_gelu(fp32, config):
-    import onnxruntime as ort
-
     fused = fuse_gelu(fp32)
     count = lambda g, op: sum(n.op_type == op for n in g.graph.node)  # noqa: E731
     gelus = count(fp32, "Erf")
     assert gelus > 0 and count(fused, "Gelu") == gelus and count(fused, "Erf") == 0
     assert count(fused, "Div") == count(fp32, "Div") - gelus
     assert count(fused, "Mul") == count(fp32, "Mul") - 2 * gelus
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # compare the graphs as written
-    audio = SynthReader(config, 1, seed=9).segment(0)[None]
-    outs = [ort.InferenceSession(g.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-            .run(None, {md.INPUT_NAME: audio}) for g in (fp32, fused)]
-    for a, b in zip(*outs):
-        np.testing.assert_allclose(b, a, atol=1e-5)
+    _assert_same_outputs(fp32, fused, config)
     assert fuse_gelu(fused).SerializeToString() == fused.SerializeToString()  # idempotent
 
 
+def _assert_same_outputs(a: onnx.ModelProto, b: onnx.ModelProto, config) -> None:
+    """Both graphs as written (ORT's own rewrites off) give the same outputs on a generated scene."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    audio = SynthReader(config, 1, seed=9).segment(0)[None]
+    outs = [ort.InferenceSession(g.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+            .run(None, {md.INPUT_NAME: audio}) for g in (a, b)]
+    for x, y in zip(*outs):
+        np.testing.assert_allclose(y, x, atol=1e-5)
+
+
+def _groups(graph: onnx.ModelProto) -> dict[str, int]:
+    return {n.name: next((a.i for a in n.attribute if a.name == "group"), 1)
+            for n in graph.graph.node if n.op_type == "Conv"}
+
+
 def _rows_per_group(graph: onnx.ModelProto) -> dict[str, float]:
-    """Output channels per group of every Conv, by node name (through a DequantizeLinear in QDQ graphs)."""
-    dims = {t.name: t.dims for t in graph.graph.initializer}
-    dq = {n.output[0]: n.input[0] for n in graph.graph.node if n.op_type == "DequantizeLinear"}
-    rows = {}
-    for n in graph.graph.node:
-        if n.op_type == "Conv":
-            group = next((a.i for a in n.attribute if a.name == "group"), 1)
-            rows[n.name] = dims[dq.get(n.input[1], n.input[1])][0] / group
-    return rows
+    """Output channels per group of every Conv of an FP32 graph, by node name."""
+    dims, groups = {t.name: t.dims for t in graph.graph.initializer}, _groups(graph)
+    return {n.name: dims[n.input[1]][0] / groups[n.name] for n in graph.graph.node if n.op_type == "Conv"}
 
 
 def test_densify_grouped_convs_is_exact(fp32, int8_cpu, config):
-    import onnxruntime as ort
-
     before = _rows_per_group(fp32)
-    narrow = {k for k, r in before.items() if r < CPU_MIN_GROUP_OUTPUTS}
+    narrow = {k for k, r in before.items() if r < MIN_GROUP_OUTPUTS}
     assert len(narrow) >= 3  # tiny: MSFE's grouped branches have 1-4 output channels per group
     dense = densify_grouped_convs(fp32)
     after = _rows_per_group(dense)
     assert all(after[k] == before[k] * groups for k, groups in _groups(fp32).items() if k in narrow)
     assert {k: r for k, r in after.items() if k not in narrow} == {k: r for k, r in before.items() if k not in narrow}
-    cpu_rows = _rows_per_group(int8_cpu)  # the CPU INT8 form is built from the densified graph
-    assert len(cpu_rows) == len(before)
-    assert not [k for k, g in _groups(int8_cpu).items() if g > 1 and cpu_rows[k] < CPU_MIN_GROUP_OUTPUTS]
+    assert all(_groups(int8_cpu)[k] == 1 for k in narrow)  # the CPU INT8 form is built from the dense graph
     # the threshold decides: at 2 only the convolutions with one output channel per group go dense
     partly = _groups(densify_grouped_convs(fp32, min_group_outputs=2))
     assert {k for k, g in partly.items() if g > 1} == {k for k, g in _groups(fp32).items() if g > 1 and before[k] >= 2}
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    audio = SynthReader(config, 1, seed=9).segment(0)[None]
-    outs = [ort.InferenceSession(g.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-            .run(None, {md.INPUT_NAME: audio}) for g in (fp32, dense)]
-    for a, b in zip(*outs):
-        np.testing.assert_allclose(b, a, atol=1e-5)
+    _assert_same_outputs(fp32, dense, config)
 
 
-def _groups(graph: onnx.ModelProto) -> dict[str, int]:
-    return {n.name: next((a.i for a in n.attribute if a.name == "group"), 1) for n in graph.graph.node if n.op_type == "Conv"}
+def test_pools_as_depthwise_convs_is_exact(fp32, int8_cpu, config, tmp_path):
+    pools = [n.name for n in fp32.graph.node if n.op_type == "AveragePool"]
+    assert len(pools) == 4  # after the stem and after each GLF stage
+    rewritten = pools_as_depthwise_convs(fp32)
+    convs = {n.name: n for n in rewritten.graph.node}
+    assert not any(n.op_type == "AveragePool" for n in rewritten.graph.node)
+    for name in pools:
+        conv = convs[f"{name}_as_depthwise_conv"]
+        w = initializer(rewritten, conv.input[1])
+        assert w.shape[1:] == (1, 2, 2) and np.all(w == 0.25) and _groups(rewritten)[conv.name] == w.shape[0]
+    assert "QLinearAveragePool" not in _fused_ops(int8_cpu, tmp_path)
+    _assert_same_outputs(fp32, rewritten, config)
 
 
 def test_cpu_int8_keeps_gelu_and_batchnorm_float(fp32, int8_cpu, tmp_path):
