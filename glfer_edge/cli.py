@@ -1,6 +1,6 @@
 """The ``glfer-edge`` command line.
 
-Each subcommand lives in ``glfer_edge/commands/<name>.py`` with ``add_arguments(parser)`` and
+Each subcommand lives in ``glfer_edge/commands/<name>.py`` (``-`` as ``_``) with ``add_arguments(parser)`` and
 ``run(args) -> int``; heavy imports (torch, onnx, tensorrt) happen inside ``run`` so that
 ``glfer-edge run`` works on a deploy-only install.
 """
@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "info": "print presets with parameter counts and MACs per segment",
     "synth": "generate synthetic FOA scenes in DCASE layout",
     "train": "train GLFER-Net on a DCASE-layout dataset",
+    "tune-threshold": "choose a model's SED threshold on a validation split and save it with the weights",
     "evaluate": "score predictions against references with the official DCASE SELD metrics",
     "export": "export ONNX artifacts (fp32, fp16, int8) with the fused frontend",
     "build": "build a TensorRT engine from a typed ONNX artifact",
@@ -34,10 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"glfer-edge {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, help_text in COMMANDS.items():
+        module_name = f"glfer_edge.commands.{name.replace('-', '_')}"
         try:
-            module = importlib.import_module(f"glfer_edge.commands.{name}")
+            module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
-            if exc.name != f"glfer_edge.commands.{name}":
+            if exc.name != module_name:
                 raise
             continue
         p = sub.add_parser(name, help=help_text, description=help_text)

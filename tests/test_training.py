@@ -294,3 +294,46 @@ def test_direction_probe_reads_the_direction_from_the_features_not_from_a_random
     # An untrained DOA head points one way for every source: measured 118 and 39 deg off on the two splits
     # (16 scenes, so a few directions); a uniformly random direction is 90 deg off on average.
     assert (results["model"].fit_deg + results["model"].score_deg) / 2 > 60.0
+
+
+# -- decision threshold -----------------------------------------------------------------------------
+
+
+def test_tune_threshold_saves_the_val_best_and_evaluate_then_decides_with_it(tmp_path, capsys):
+    from glfer_edge.weights import default_weights_path, load_model, read_config, read_metadata
+
+    root = tmp_path / "data"
+    write_dataset(root, 3, SceneConfig(duration_s=8.0), seed=4, split="val", progress=False)
+    tuned = tmp_path / "tuned.safetensors"
+    rc = main(["tune-threshold", "--weights", str(default_weights_path()), "--data", str(root),
+               "--candidates", "0.15,0.5,0.85", "--out", str(tuned), "--json"])
+    assert rc == 0
+    report = json.loads(capsys.readouterr().out)
+    seld = {row["threshold"]: row["SELD"] for row in report["sweep"]}
+    assert set(seld) == {0.15, 0.5, 0.85} and len(set(seld.values())) == 3  # the threshold changes the decisions
+    assert report["best"] == min(seld, key=seld.get)
+    assert read_config(tuned).sed_threshold == report["best"]
+    provenance = json.loads(read_metadata(tuned)["glfer_edge.training"])
+    assert provenance["threshold"]["chosen"] == report["best"] and provenance["threshold"]["split"] == "val"
+    original, saved = load_model(default_weights_path()).state_dict(), load_model(tuned).state_dict()
+    assert all(torch.equal(original[k], saved[k]) for k in original)  # only the config changed
+    # the runtime path (not the trainer's) decides at the saved threshold without a flag
+    assert main(["evaluate", "--model", str(tuned), "--data", str(root), "--split", "val", "--json"]) == 0
+    scored = json.loads(capsys.readouterr().out)
+    best = next(row for row in report["sweep"] if row["threshold"] == report["best"])
+    assert (scored["ER20"], scored["F20"]) == (best["ER20"], best["F20"])  # the same decisions
+    assert scored["SELD"] == pytest.approx(best["SELD"], abs=1e-6)  # DOA floats differ by ~1e-7 between the paths
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--candidates", "0,0.5"], "strictly between 0 and 1"),
+    (["--candidates", "0.3;0.5"], "separated by commas"),
+    (["--out", "tuned.pt"], "written as .safetensors"),
+    (["--split", "nosuchsplit"], "nosuchsplit"),
+])
+def test_tune_threshold_rejects_bad_arguments(synth_root, argv, message, capsys):
+    from glfer_edge.weights import default_weights_path
+
+    assert main(["tune-threshold", "--weights", str(default_weights_path()), "--data", str(synth_root), *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

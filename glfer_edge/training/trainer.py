@@ -41,7 +41,7 @@ from glfer_edge.config import SELDConfig
 from glfer_edge.data.layout import get_layout
 from glfer_edge.errors import ArtifactError, GlferError, InputError
 from glfer_edge.frontend import fit_standardization
-from glfer_edge.metrics import SELDMetrics, check_average
+from glfer_edge.metrics import SELDMetrics, SELDResult, check_average
 from glfer_edge.model.glfernet import GLFERNet
 from glfer_edge.postprocess import outputs_to_rows
 from glfer_edge.training.augment import AugmentConfig, SELDAugment
@@ -49,7 +49,7 @@ from glfer_edge.training.dataset import SELDDataset
 from glfer_edge.training.loss import LossTerms, SELDLoss
 from glfer_edge.weights import load_model, read_metadata, save_weights
 
-__all__ = ["TrainConfig", "TrainResult", "Trainer", "cosine_scheduler", "predict"]
+__all__ = ["TrainConfig", "TrainResult", "Trainer", "cosine_scheduler", "predict", "score_predictions"]
 
 _STATE_KEY = "glfer_edge.train_state"
 _STATS_CHUNK_S = 60.0  # whole files are read in chunks of this length to fit the statistics
@@ -297,15 +297,9 @@ class Trainer:
         """Loss and DCASE metrics (the configured averaging, plus micro) on the validation split."""
         outputs, terms = predict(self.model, self.val_set, self.train_cfg.batch_size, self.device, self.loss_fn)
         averages = [self.average] + (["micro"] if self.average != "micro" else [])
-        fs = self.config.features.sample_rate
         result: dict[str, Any] = dict(terms)
         for average in averages:
-            metrics = SELDMetrics(self.config.model.num_classes, edition=self.val_set.layout.edition, average=average)
-            for rec, (sed, doa) in zip(self.val_set.recordings, outputs):
-                if rec.rows or rec.last_frame is not None:  # the official scorer cannot score an empty file
-                    rows = outputs_to_rows(sed, doa, self.config, duration=rec.n_samples / fs)
-                    metrics.update(rec.rows, rows, ref_last_frame=rec.last_frame)
-            r = metrics.compute()
+            r = score_predictions(self.val_set, outputs, average)
             result[average] = {"ER20": r.er, "F20": r.f, "LE_CD": r.le, "LR_CD": r.lr, "SELD": r.seld}
         return result
 
@@ -357,6 +351,20 @@ class Trainer:
             f.write(line + "\n")
         if self.progress:
             tqdm.write(message)
+
+
+def score_predictions(
+    dataset: SELDDataset, outputs: list[tuple[np.ndarray, np.ndarray]], average: str, threshold: float | None = None,
+) -> SELDResult:
+    """Official SELD metrics of ``predict``'s outputs against the dataset's labels, decided at ``threshold``
+    (default: the config's)."""
+    config, fs = dataset.config, dataset.config.features.sample_rate
+    metrics = SELDMetrics(config.model.num_classes, edition=dataset.layout.edition, average=average)
+    for rec, (sed, doa) in zip(dataset.recordings, outputs):
+        if rec.rows or rec.last_frame is not None:  # the official scorer cannot score an empty file
+            rows = outputs_to_rows(sed, doa, config, threshold=threshold, duration=rec.n_samples / fs)
+            metrics.update(rec.rows, rows, ref_last_frame=rec.last_frame)
+    return metrics.compute()
 
 
 def predict(

@@ -1,0 +1,53 @@
+"""``glfer-edge tune-threshold``: choose a model's SED threshold on a validation split, save it with the weights."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights", required=True,
+                        help="model weights (.safetensors), e.g. runs/train/best.safetensors")
+    parser.add_argument("--data", required=True, help="DCASE-layout dataset folder holding the validation split")
+    parser.add_argument("--split", default="val", help="split to choose on (default val; never the test split)")
+    parser.add_argument("--layout", default="synth", choices=("synth", "dcase2021", "starss23"),
+                        help="dataset layout of --data (default synth)")
+    parser.add_argument("--average", choices=("macro", "micro"), default=None,
+                        help="class averaging of the SELD error (default: the layout's edition's, macro for 2022+)")
+    parser.add_argument("--candidates", default=None,
+                        help="comma-separated thresholds to try (default 0.10, 0.15, ..., 0.90)")
+    parser.add_argument("--out", default=None,
+                        help="write the weights with the chosen threshold here (.safetensors); without it, only report")
+    parser.add_argument("--json", action="store_true", help="print the sweep as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    from glfer_edge.errors import InputError, require
+
+    require("torch", "torch", "threshold tuning")
+    from glfer_edge.training.threshold import DEFAULT_CANDIDATES, save_with_threshold, sweep_thresholds
+
+    if args.out is not None and not args.out.endswith(".safetensors"):
+        raise InputError(f"--out {args.out}: the weights are written as .safetensors; name the file so")
+    try:
+        candidates = DEFAULT_CANDIDATES if args.candidates is None else tuple(
+            float(x) for x in args.candidates.split(","))
+    except ValueError:
+        raise InputError(
+            f"--candidates {args.candidates!r}: give numbers separated by commas, e.g. 0.3,0.4,0.5") from None
+    sweep = sweep_thresholds(args.weights, args.data, args.split, args.layout, candidates, args.average)
+    if args.out is not None:
+        save_with_threshold(args.weights, args.out, sweep, args.data)
+    if args.json:
+        print(json.dumps({"best": sweep.best, "split": sweep.split, "average": sweep.average,
+                          "sweep": sweep.table()}, indent=2))
+        return 0
+    print(f"SED threshold sweep on split {sweep.split!r} ({sweep.average} averaging)")
+    print(f"{'threshold':>9} {'ER20':>7} {'F20':>7} {'LE_CD':>7} {'LR_CD':>7} {'SELD':>7}")
+    for row in sweep.table():
+        mark = "  <- best" if row["threshold"] == sweep.best else ""
+        print(f"{row['threshold']:9.2f} {row['ER20']:7.3f} {100 * row['F20']:6.1f}% {row['LE_CD']:6.1f}° "
+              f"{100 * row['LR_CD']:6.1f}% {row['SELD']:7.3f}{mark}")
+    print(f"chosen: {sweep.best:.2f}" + (f"; saved in {args.out}" if args.out else " (pass --out to save it)"))
+    return 0

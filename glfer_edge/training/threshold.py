@@ -1,0 +1,76 @@
+"""Choose a model's SED decision threshold on a validation split and save it with the weights.
+
+The paper decides at 0.3. A model trained briefly or on other data may be calibrated differently;
+the threshold is then a free parameter of the deployed system, chosen like any hyperparameter on
+validation data, never on the test split. The network runs once; each candidate re-decides its
+probabilities and is scored with the official metrics (``glfer_edge.metrics``). The chosen value is
+written into the weights' config (``sed_threshold``), so ``run``, ``evaluate`` and every exported
+artifact use it without a flag; the sweep lands in the weights' training provenance.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from glfer_edge import metadata as md
+from glfer_edge.errors import InputError
+from glfer_edge.metrics import SELDResult, check_average
+from glfer_edge.training.dataset import SELDDataset
+from glfer_edge.training.trainer import predict, score_predictions
+from glfer_edge.weights import load_model, read_metadata, save_weights
+
+__all__ = ["DEFAULT_CANDIDATES", "ThresholdSweep", "sweep_thresholds", "save_with_threshold"]
+
+DEFAULT_CANDIDATES: tuple[float, ...] = tuple(round(0.1 + 0.05 * i, 2) for i in range(17))  # 0.10 ... 0.90
+
+
+@dataclass(frozen=True)
+class ThresholdSweep:
+    """SELD metrics per candidate threshold on one split; ``best``: the lowest SELD error (ties: the lower one)."""
+
+    split: str
+    average: str
+    results: dict[float, SELDResult]
+
+    @property
+    def best(self) -> float:
+        return min(self.results, key=lambda t: (self.results[t].seld, t))
+
+    def table(self) -> list[dict[str, float]]:
+        return [{"threshold": t, "ER20": r.er, "F20": r.f, "LE_CD": r.le, "LR_CD": r.lr, "SELD": r.seld}
+                for t, r in sorted(self.results.items())]
+
+
+def sweep_thresholds(
+    weights: str | Path, data: str | Path, split: str = "val", layout: str = "synth",
+    candidates: tuple[float, ...] = DEFAULT_CANDIDATES, average: str | None = None, batch_size: int = 8,
+) -> ThresholdSweep:
+    """Run the model once over ``split`` of ``data`` and score every candidate threshold."""
+    if not candidates or not all(0.0 < t < 1.0 for t in candidates):
+        raise InputError(f"candidate thresholds {candidates} must lie strictly between 0 and 1")
+    model = load_model(weights)
+    dataset = SELDDataset(data, model.config, split, layout=layout)
+    if not dataset.recordings:
+        raise InputError(f"no recordings in split {split!r} of {data}; pass the validation split with --split")
+    average = check_average(dataset.layout.edition, average)
+    outputs, _ = predict(model, dataset, batch_size, torch.device("cpu"))
+    results = {t: score_predictions(dataset, outputs, average, t) for t in sorted(set(candidates))}
+    return ThresholdSweep(split, average, results)
+
+
+def save_with_threshold(weights: str | Path, out: str | Path, sweep: ThresholdSweep, data: str | Path) -> Path:
+    """Copy of ``weights`` whose config decides at ``sweep.best``; the sweep is kept in the provenance."""
+    model = load_model(weights)
+    model.config = dataclasses.replace(model.config, sed_threshold=sweep.best)
+    provenance: dict[str, Any] = json.loads(read_metadata(weights).get(md.KEY_TRAINING, "{}"))
+    provenance["threshold"] = {
+        "chosen": sweep.best, "data": Path(data).resolve().name, "split": sweep.split, "average": sweep.average,
+        "sweep": [{k: round(float(v), 6) for k, v in row.items()} for row in sweep.table()],
+    }
+    return save_weights(model, out, extra_metadata={md.KEY_TRAINING: provenance})
