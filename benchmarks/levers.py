@@ -126,6 +126,8 @@ def main() -> None:
     p.add_argument("--cache-dir", default=None, help="bench cache (default ~/.cache/glfer_edge/bench)")
     p.add_argument("--only", nargs="+", metavar="NAME",
                    help="time only these variants (exact names as printed), e.g. a two-graph A/B")
+    p.add_argument("--extra", nargs="+", default=[], metavar="NAME=PATH",
+                   help="also time these ONNX files at the runtime's setting, e.g. an older export for an A/B")
     args = p.parse_args()
     cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
     source = resolve_source(preset_weights(args.preset, cache), ["ort-fp32", "ort-int8", "ort-int8-cpu"], [args.batch],
@@ -140,6 +142,11 @@ def main() -> None:
     if args.batch == 1:
         for tag, path in single_batch_artifacts(source, cache).items():
             variants[f"ort-{tag} single-batch ALL"] = ort_run(ort_session(path, args.threads), audio)
+    for extra in args.extra:
+        name, _, path = extra.partition("=")
+        if not path:
+            raise SystemExit(f"--extra {extra!r}: write NAME=PATH")
+        variants[name] = ort_run(ort_session(Path(path), args.threads), audio)
     if args.only:
         unknown = sorted(set(args.only) - set(variants))
         if unknown:

@@ -151,7 +151,6 @@ def pools_as_depthwise_convs(graph: onnx.ModelProto) -> onnx.ModelProto:
         dims = v.type.tensor_type.shape.dim
         if len(dims) == 4 and dims[1].dim_value > 0:
             channels[v.name] = dims[1].dim_value
-    names = {t.name for t in out.graph.initializer}
     for node in out.graph.node:
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
         kernel = list(attrs.get("kernel_shape", []))
@@ -164,7 +163,6 @@ def pools_as_depthwise_convs(graph: onnx.ModelProto) -> onnx.ModelProto:
             continue
         c = channels[node.input[0]]
         weight = f"{node.name}/depthwise_weight"
-        assert weight not in names, weight
         out.graph.initializer.append(
             numpy_helper.from_array(np.full((c, 1, *kernel), 1.0 / math.prod(kernel), np.float32), weight)
         )
