@@ -262,6 +262,16 @@ def test_fit_writes_the_run_and_resume_continues_exactly(synth_root, tmp_path):
         Trainer(TINY_08S, synth_root, tmp_path / "full", _recipe(), progress=False).fit()
 
 
+def test_resume_with_more_epochs_continues_on_the_longer_curve(synth_root, tmp_path):
+    """A warm restart: one step per epoch, so epoch 2 of 4 starts at step 1 of the 4-step cosine."""
+    Trainer(TINY_08S, synth_root, tmp_path, _recipe(epochs=1, val_split=None), progress=False).fit()
+    longer = Trainer(TINY_08S, synth_root, tmp_path, _recipe(epochs=4, val_split=None), progress=False)
+    result = longer.fit(resume=True, stop_after=2)
+    assert result.history[-1]["epoch"] == 2
+    assert result.history[-1]["lr"] == pytest.approx(3e-3 * 0.5 * (1 + math.cos(math.pi / 4)))  # not the old curve's 0
+    assert longer.optimizer.param_groups[0]["lr"] == pytest.approx(3e-3 * 0.5 * (1 + math.cos(math.pi / 2)))
+
+
 def test_preset_with_other_class_count_is_refused(synth_root, tmp_path):
     with pytest.raises(InputError, match="13 classes"):
         Trainer(get_preset("paper-dcase2021"), synth_root, tmp_path, _recipe(), progress=False)

@@ -340,6 +340,10 @@ class Trainer:
             )
         self.optimizer.load_state_dict(_unflatten_optimizer(load_file(str(self.state_path)), state["optimizer"]))
         self.scheduler.load_state_dict(state["scheduler"])  # the step count; the curve follows this run's --epochs
+        # The restored optimizer holds the last lr of the saved run's curve; with a longer --epochs (a warm
+        # restart) the first step must already take the new curve's value, as every later step does.
+        for group, base, factor in zip(self.optimizer.param_groups, self.scheduler.base_lrs, self.scheduler.lr_lambdas):
+            group["lr"] = base * factor(self.scheduler.last_epoch)
         self.epoch, self.best_epoch, self.best_seld = state["epoch"], state["best_epoch"], state["best_seld"]
         history_path = self.out_dir / "history.json"
         history = json.loads(history_path.read_text()) if history_path.is_file() else []
