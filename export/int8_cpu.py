@@ -8,7 +8,7 @@ ORT's kernel is slow into a form where it is fast (paper preset, 8-s segment, on
   one DQ and one Q instead of seven INT8-rounded passes;
 * ``densify_grouped_convs``: grouped Convs with fewer than ``MIN_GROUP_OUTPUTS`` output channels per
   group -> dense Convs with block-diagonal weights (QLinearConv runs a grouped convolution group by
-  group with a GEMM that many rows tall; MSFE stage 1 7x7/g8: 60.6 -> 8.5 ms);
+  group with a GEMM that many rows tall; MSFE stage 1 7x7/g8: 71.6 -> 9.1 ms);
 * ``pools_as_depthwise_convs``: 2x2/2 AveragePool -> depthwise Conv with weights 1/4
   (alone, U8, 64 x 320 x 100: QLinearAveragePool 7.1 ms, depthwise QLinearConv 0.4 ms;
   ``benchmarks/avgpool_int8.py``).
@@ -27,10 +27,11 @@ from onnx import numpy_helper
 __all__ = ["prepare_cpu_graph", "fuse_gelu", "densify_grouped_convs", "pools_as_depthwise_convs", "MIN_GROUP_OUTPUTS"]
 
 # A grouped Conv with fewer output channels per group than this runs dense.
-# `python benchmarks/grouped_conv.py --int8` (paper preset, one QLinearConv alone, 1 thread, ms at
-# the own group count -> dense): MSFE stage 1 3x3/g2 (8 per group) 7.5 -> 2.5, 5x5/g4 (4) 17.5 -> 8.7,
-# 7x7/g8 (2) 60.6 -> 8.5; stage 2 7x7/g8 (4) 27.3 -> 8.4, but 5x5/g4 (8) 5.2 -> 8.1 and stage 3
-# 7x7/g8 (8) 7.2 -> 11.7 lose. Below 8 rows per group every case measured won.
+# `python benchmarks/grouped_conv.py --int8 --threads 1` (paper preset, one QLinearConv alone, ms at
+# the own group count -> dense; benchmarks/results/cpu-2core-session7): below 8 rows per group dense
+# wins every time, 2.7-7.8x (stage 1 5x5/g4 18.6 -> 6.7, 7x7/g8 71.6 -> 9.1; stage 2 7x7/g8 25.3 ->
+# 7.7). At 8 rows it wins twice (stage 1 3x3/g2 5.2 -> 1.9, stage 2 5x5/g4 5.5 -> 4.0) and loses
+# once (stage 3 7x7/g8 5.2 -> 7.4): about 2 % of a segment net, within this VM's noise; 16 rows lose.
 MIN_GROUP_OUTPUTS = 8
 
 
