@@ -36,8 +36,9 @@ MIN_GROUP_OUTPUTS = 8
 
 
 def prepare_cpu_graph(graph: onnx.ModelProto) -> onnx.ModelProto:
-    """All the rewrites, on a copy of ``graph``."""
-    return pools_as_depthwise_convs(densify_grouped_convs(fuse_gelu(graph)))
+    """All the rewrites, on a copy of ``graph``; GELU fusion last, so that ONNX shape inference (which has
+    no schema for ORT's contrib ops) sees the whole graph when the pools read their channel counts."""
+    return fuse_gelu(pools_as_depthwise_convs(densify_grouped_convs(graph)))
 
 
 def fuse_gelu(graph: onnx.ModelProto) -> onnx.ModelProto:

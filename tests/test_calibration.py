@@ -23,7 +23,9 @@ from glfer_edge.calibration.report import activation_ranges, held_out_accuracy, 
 from glfer_edge.config import get_preset
 from glfer_edge.errors import InputError
 from glfer_edge.export.int8 import CPU_FLOAT_SCOPES, FLOAT_SCOPES, MIN_SEGMENTS, quantize_int8
-from glfer_edge.export.int8_cpu import MIN_GROUP_OUTPUTS, densify_grouped_convs, fuse_gelu, pools_as_depthwise_convs
+from glfer_edge.export.int8_cpu import (
+    MIN_GROUP_OUTPUTS, densify_grouped_convs, fuse_gelu, pools_as_depthwise_convs, prepare_cpu_graph,
+)
 from glfer_edge.export.onnx_fp32 import export_fp32
 from glfer_edge.export.onnx_meta import calibration_of, graph_config, graph_metadata
 from glfer_edge.model.glfernet import GLFERNet
@@ -233,6 +235,10 @@ def test_pools_as_depthwise_convs_is_exact(fp32, int8_cpu, config, tmp_path):
         w = initializer(rewritten, conv.input[1])
         assert w.shape[1:] == (1, 2, 2) and np.all(w == 0.25) and _groups(rewritten)[conv.name] == w.shape[0]
     assert "QLinearAveragePool" not in _fused_ops(int8_cpu, tmp_path)
+    bare = onnx.ModelProto()
+    bare.CopyFrom(fp32)
+    del bare.graph.value_info[:]  # channel counts then come from shape inference, before any contrib op
+    assert not any(n.op_type == "AveragePool" for n in prepare_cpu_graph(bare).graph.node)
     _assert_same_outputs(fp32, rewritten, config)
 
 
