@@ -219,8 +219,9 @@ def _recipe(**changes):
     return TrainConfig(**{**base, **changes})
 
 
-def test_training_steps_lower_the_loss_on_a_fixed_batch(synth_root, tmp_path):
-    trainer = Trainer(TINY_08S, synth_root, tmp_path, _recipe(augment=None, val_split=None), progress=False)
+@pytest.mark.parametrize("bf16", [False, True])
+def test_training_steps_lower_the_loss_on_a_fixed_batch(synth_root, tmp_path, bf16):
+    trainer = Trainer(TINY_08S, synth_root, tmp_path, _recipe(augment=None, val_split=None, bf16=bf16), progress=False)
     trainer.fit_statistics()
     audio, sed, doa = (torch.stack(t) for t in zip(trainer.train_set[0], trainer.train_set[1]))
 
@@ -231,10 +232,15 @@ def test_training_steps_lower_the_loss_on_a_fixed_batch(synth_root, tmp_path):
 
     trainer.model.train()
     before = loss()
+    dtypes = []
+    hook = trainer.model.decoder.sed_head[-1].register_forward_hook(lambda m, i, o: dtypes.append(o.dtype))
     for _ in range(4):
         trainer.train_step(audio, sed, doa, torch.Generator())
-    after = loss()
+    hook.remove()
+    assert set(dtypes) == {torch.bfloat16 if bf16 else torch.float32}
+    after = loss()  # measured in FP32 either way
     assert after < 0.8 * before
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())  # autocast leaves the weights FP32
 
 
 def test_fit_writes_the_run_and_resume_continues_exactly(synth_root, tmp_path):

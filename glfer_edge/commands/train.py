@@ -28,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="torch CPU threads (default: torch's choice); use 1 when other jobs share the cores")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the training forward (about 1.8x faster CPU steps after a 2-3 min compile)")
+    parser.add_argument("--bf16", action="store_true",
+                        help="bfloat16 autocast for the training forward (weights, optimizer and validation stay FP32); "
+                             "about 1.5x faster steps on this project's AVX512-BF16 CPU, also with --compile")
     parser.add_argument("--resume", action="store_true", help="continue from <out>/last.safetensors")
     parser.add_argument("--max-minutes", type=float, default=None,
                         help="stop before an epoch that would end after this many minutes (resume later)")
@@ -50,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         augment=None if args.no_augment else AugmentConfig(), layout=args.layout,
         train_split=args.train_split, val_split=None if args.val_split.lower() == "none" else args.val_split,
         train_hop_seconds=args.train_hop, seed=args.seed, device=args.device, num_threads=args.threads,
-        max_minutes=args.max_minutes, compile=args.compile,
+        max_minutes=args.max_minutes, compile=args.compile, bf16=args.bf16,
     )
     result = Trainer(config, args.data, args.out, recipe, progress=not args.quiet).fit(resume=args.resume)
     status = "stopped by --max-minutes (continue with --resume)" if result.stopped_early else "done"

@@ -77,6 +77,10 @@ class TrainConfig:
     num_threads: int | None = None
     max_minutes: float | None = None  # stop before an epoch that would end past this budget
     compile: bool = False  # torch.compile the training forward: ~1.8x faster steps on CPU after a 2-3 min compile
+    # bfloat16 autocast of the training forward (weights, optimizer, loss and validation stay FP32).
+    # `small`, batch 8 x 8 s, 2 threads with AVX512-BF16, forward + backward + AdamW: torch.compile'd
+    # 1.06-1.10 vs 1.58-1.61 s per step, eager 1.6-1.7 vs 2.5-2.8. Not yet used for a full run.
+    bf16: bool = False
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 2 or self.lr <= 0:
@@ -282,8 +286,9 @@ class Trainer:
             feats = self.model.frontend(audio)
             if self.augment is not None:
                 feats = self.augment.features(feats, g)
-        sed_logits, doa_pred = self._train_logits(feats)
-        terms = self.loss_fn(sed_logits, doa_pred, sed, doa)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.train_cfg.bf16):
+            sed_logits, doa_pred = self._train_logits(feats)
+        terms = self.loss_fn(sed_logits.float(), doa_pred.float(), sed, doa)
         if not torch.isfinite(terms.total):
             raise GlferError(f"training diverged (loss {float(terms.total)}); lower --lr or check the dataset for silent/clipped files")
         self.optimizer.zero_grad(set_to_none=True)
