@@ -72,6 +72,8 @@ CPU_FLOAT_SCOPES: tuple[str, ...] = ("/frontend/", "/decoder/")
 # (it runs DQ -> BN -> Q either way), and its quantizer would store gamma, beta, mean and variance
 # as per-tensor 8-bit "weights" (bundled model: steps up to 1.5 % of a channel's scale).
 CPU_FLOAT_OPS: tuple[str, ...] = ("BatchNormalization",)
+
+
 def int8_excluded_nodes(graph: onnx.ModelProto, float_scopes: Iterable[str] = FLOAT_SCOPES) -> list[str]:
     """Quantizable nodes (Conv/MatMul/Gemm) left in float because their name contains one of the scopes."""
     scopes = tuple(float_scopes)

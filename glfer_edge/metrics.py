@@ -93,6 +93,10 @@ class SELDResult:
     unscored: tuple[str, ...] = ()  # references without prediction, not scored (official behaviour)
     ignored_lines: int = 0  # CSV lines with a column count the edition's loader ignores
 
+    def scores(self) -> dict[str, float]:
+        """The five headline numbers by their DCASE names."""
+        return {"ER20": self.er, "F20": self.f, "LE_CD": self.le, "LR_CD": self.lr, "SELD": self.seld}
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (the keys of ``glfer-edge evaluate --json``)."""
         classwise = None
@@ -103,8 +107,7 @@ class SELDResult:
                 for c in range(self.num_classes)
             }
         return {
-            "ER20": self.er, "F20": self.f, "LE_CD": self.le, "LR_CD": self.lr, "SELD": self.seld,
-            "classwise": classwise, "edition": self.edition, "average": self.average,
+            **self.scores(), "classwise": classwise, "edition": self.edition, "average": self.average,
             "num_classes": self.num_classes, "num_files": self.num_files, "strict": self.strict,
             "official": not self.strict, "unscored_references": list(self.unscored),
             "ignored_lines": self.ignored_lines, "counts": asdict(self.counts),

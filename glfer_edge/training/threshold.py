@@ -43,8 +43,7 @@ class ThresholdSweep:
         return min(self.results, key=lambda t: (self.results[t].seld, t))
 
     def table(self) -> list[dict[str, float]]:
-        return [{"threshold": t, "ER20": r.er, "F20": r.f, "LE_CD": r.le, "LR_CD": r.lr, "SELD": r.seld}
-                for t, r in sorted(self.results.items())]
+        return [{"threshold": t, **r.scores()} for t, r in sorted(self.results.items())]
 
 
 def sweep_thresholds(

@@ -304,8 +304,7 @@ class Trainer:
         averages = [self.average] + (["micro"] if self.average != "micro" else [])
         result: dict[str, Any] = dict(terms)
         for average in averages:
-            r = score_predictions(self.val_set, outputs, average)
-            result[average] = {"ER20": r.er, "F20": r.f, "LE_CD": r.le, "LR_CD": r.lr, "SELD": r.seld}
+            result[average] = score_predictions(self.val_set, outputs, average).scores()
         return result
 
     # -- checkpoints ---------------------------------------------------------------------------
