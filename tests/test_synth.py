@@ -255,8 +255,10 @@ def test_max_source_distance_stays_inside_the_room(orbit):
 
 
 # -- CLI ------------------------------------------------------------------------------------------
-def test_cli_writes_dcase_layout(tmp_path):
-    argv = ["synth", "--out", str(tmp_path), "--n-scenes", "2", "--duration", "2", "--seed", "3", "--dry", "--quiet"]
+@pytest.mark.parametrize("workers", ["1", "3"])  # processes write the same files
+def test_cli_writes_dcase_layout(tmp_path, workers):
+    argv = ["synth", "--out", str(tmp_path), "--n-scenes", "2", "--duration", "2", "--seed", "3", "--dry", "--quiet",
+            "--workers", workers]
     assert main(argv) == 0
     pairs = list_pairs(tmp_path, "train")
     assert [p.name for p, _ in pairs] == ["synth_s3_00000.wav", "synth_s3_00001.wav"]
@@ -269,6 +271,7 @@ def test_cli_writes_dcase_layout(tmp_path):
         assert read_metadata_csv(csv) == scene.rows
     assert not list(tmp_path.rglob("*.tmp"))
     assert main(["synth", "--out", str(tmp_path), "--n-scenes", "0", "--quiet"]) == 2
+    assert main(["synth", "--out", str(tmp_path), "--n-scenes", "1", "--workers", "0", "--quiet"]) == 2
 
 
 def test_cli_interrupted_leaves_no_partial_files(tmp_path, monkeypatch):

@@ -14,6 +14,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-polyphony", type=int, default=3, help="most overlapping events (default 3)")
     parser.add_argument("--split", default="train", help="split folder name (default train)")
     parser.add_argument("--dry", action="store_true", help="no room reverberation (direct sound and noise only)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes that write scenes (default 1); the files do not depend on it")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -21,6 +23,7 @@ def run(args: argparse.Namespace) -> int:
     from glfer_edge.data.synth import SceneConfig, write_dataset
 
     config = SceneConfig(duration_s=args.duration, max_polyphony=args.max_polyphony, reverb=not args.dry)
-    pairs = write_dataset(args.out, args.n_scenes, config, args.seed, split=args.split, progress=not args.quiet)
+    pairs = write_dataset(args.out, args.n_scenes, config, args.seed, split=args.split, progress=not args.quiet,
+                          workers=args.workers)
     print(f"wrote {len(pairs)} scenes of {args.duration:g} s to {args.out / 'foa_dev' / args.split}")
     return 0

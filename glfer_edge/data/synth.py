@@ -166,31 +166,48 @@ def label_rows(events: Sequence[SceneEvent], n_frames: int) -> list[LabelRow]:
 
 
 def write_dataset(
-    out_dir: str | Path, n_scenes: int, config: SceneConfig, seed: int, split: str = "train", progress: bool = True
+    out_dir: str | Path,
+    n_scenes: int,
+    config: SceneConfig,
+    seed: int,
+    split: str = "train",
+    progress: bool = True,
+    workers: int = 1,
 ) -> list[tuple[Path, Path]]:
     """Write scenes as ``foa_dev/<split>/<name>.wav`` + ``metadata_dev/<split>/<name>.csv``.
 
     Names are ``synth_s{seed}_{i:05d}``. Each file appears atomically, CSV first, so an interrupted
-    run leaves no partial file and no WAV without labels. Returns the (wav, csv) pairs.
+    run leaves no partial file and no WAV without labels. ``workers`` > 1 writes scenes in that many
+    processes; the files are the same, since scene i depends only on (seed, i). Returns the (wav, csv) pairs.
     """
+    from concurrent.futures import ProcessPoolExecutor
+
     from tqdm import tqdm
 
     if n_scenes < 1:
         raise InputError(f"n_scenes {n_scenes} must be at least 1")
+    if workers < 1:
+        raise InputError(f"workers {workers} must be at least 1")
     if not split or Path(split).name != split or split in (".", ".."):
         raise InputError(f"split {split!r} must be a plain folder name such as 'train'")
-    out_dir = Path(out_dir)
-    pairs = []
-    for i in tqdm(range(n_scenes), disable=not progress, unit="scene", desc="synth"):
-        scene = generate_scene(config, seed, i)
-        name = f"synth_s{seed}_{i:05d}"
-        wav = out_dir / "foa_dev" / split / f"{name}.wav"
-        csv = out_dir / "metadata_dev" / split / f"{name}.csv"
-        write_metadata_csv(csv, scene.rows)
-        with atomic_path(wav) as tmp:
-            sf.write(tmp, scene.audio.T, scene.sample_rate, subtype=WAV_SUBTYPE, format="WAV")
-        pairs.append((wav, csv))
-    return pairs
+    jobs = [(Path(out_dir), config, seed, split, i) for i in range(n_scenes)]
+    bar = dict(total=n_scenes, disable=not progress, unit="scene", desc="synth")
+    if workers == 1:
+        return [_write_scene(job) for job in tqdm(jobs, **bar)]
+    with ProcessPoolExecutor(min(workers, n_scenes)) as pool:
+        return list(tqdm(pool.map(_write_scene, jobs, chunksize=1), **bar))
+
+
+def _write_scene(job: tuple[Path, SceneConfig, int, str, int]) -> tuple[Path, Path]:
+    out_dir, config, seed, split, i = job
+    scene = generate_scene(config, seed, i)
+    name = f"synth_s{seed}_{i:05d}"
+    wav = out_dir / "foa_dev" / split / f"{name}.wav"
+    csv = out_dir / "metadata_dev" / split / f"{name}.csv"
+    write_metadata_csv(csv, scene.rows)
+    with atomic_path(wav) as tmp:
+        sf.write(tmp, scene.audio.T, scene.sample_rate, subtype=WAV_SUBTYPE, format="WAV")
+    return wav, csv
 
 
 # -- scene composition -------------------------------------------------------------------------
