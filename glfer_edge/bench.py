@@ -5,7 +5,9 @@ cold start, peak host RSS (``VmHWM``) and GPU memory belong to that case alone. 
 model, times one first inference, warms up, then times end-to-end calls with host (numpy) input and
 output: trtexec's **Latency** (H2D + compute + D2H). On CUDA it also times the network alone on
 device-resident input (CUDA events for torch, enqueue + stream synchronize for TensorRT):
-trtexec's **GPU Compute Time**. Throughput follows trtexec:
+trtexec's **GPU Compute Time**. On CUDA, ``torch-compile`` compiles with ``mode="reduce-overhead"``
+(inductor kernels replayed as CUDA graphs); the ``*-fp16`` torch backends run the forward under
+FP16 autocast (CUDA only). Throughput follows trtexec:
 executions x batch / total host walltime. A separate profiling pass gives the share of the time
 spent in the fused frontend (``/frontend/`` scope) and in the BiGRU (``/decoder/gru/``).
 """
@@ -41,7 +43,7 @@ __all__ = [
 # ort-int8 runs the TensorRT-form INT8 artifact (model.int8.onnx), ort-int8-cpu onnxruntime's CPU form
 # (model.int8-cpu.onnx); see glfer_edge.export.int8.
 BACKENDS = (
-    "torch", "torch-compile", "ort-fp32", "ort-fp16", "ort-int8", "ort-int8-cpu", "trt-fp32", "trt-fp16", "trt-int8",
+    "torch", "torch-compile", "torch-fp16", "torch-compile-fp16", "ort-fp32", "ort-fp16", "ort-int8", "ort-int8-cpu", "trt-fp32", "trt-fp16", "trt-int8",
 )
 ORT_OPT_LEVELS = ("disable", "basic", "extended", "all")
 FRONTEND_SCOPE = "/frontend/"
@@ -191,10 +193,13 @@ def describe_machine() -> dict[str, Any]:
 
 
 class _TorchRunner:
-    """PyTorch eager or torch.compile (inductor), inference mode, features included (raw audio in)."""
+    """PyTorch eager or torch.compile (inductor; CUDA graphs on CUDA), FP32 or FP16 autocast,
+    inference mode, features included (raw audio in)."""
 
-    def __init__(self, case: Case, compile_model: bool) -> None:
-        self.case, self.compile_model = case, compile_model
+    def __init__(self, case: Case) -> None:
+        self.case = case
+        self.compile_model = case.backend.startswith("torch-compile")
+        self.fp16 = case.backend.endswith("-fp16")
 
     def load(self) -> None:
         import torch
@@ -209,13 +214,19 @@ class _TorchRunner:
         model = GLFERNet(src.config)  # the bench's segment length; weights do not depend on it
         model.load_state_dict(load_model(src.weights).state_dict())
         self.eager = model.eval().to(self.device)
-        self.model = torch.compile(self.eager) if self.compile_model else self.eager
+        # CUDA graphs remove batch 1's launch overhead, the GPU's analogue of trtexec --useCudaGraph
+        mode = "reduce-overhead" if self.device.type == "cuda" else None
+        self.model = torch.compile(self.eager, mode=mode) if self.compile_model else self.eager
         self.threads = torch.get_num_threads()
 
+    def _forward(self, x: Any) -> tuple[Any, Any]:
+        torch = self.torch
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.float16, enabled=self.fp16):
+            return self.model(x)
+
     def infer(self, audio: np.ndarray) -> None:
-        with self.torch.inference_mode():
-            for out in self.model(self.torch.from_numpy(audio).to(self.device)):
-                out.cpu().numpy()  # D2H and host arrays, as a caller gets them
+        for out in self._forward(self.torch.from_numpy(audio).to(self.device)):
+            out.float().cpu().numpy()  # D2H and FP32 host arrays, as a caller gets them
 
     def compute_times(self, audio: np.ndarray, runs: int) -> list[float] | None:
         """GPU Compute Time: CUDA events around the forward pass on device-resident input."""
@@ -225,13 +236,12 @@ class _TorchRunner:
         x = torch.from_numpy(audio).to(self.device)
         start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         out = []
-        with torch.inference_mode():
-            for _ in range(runs):
-                start.record()
-                self.model(x)
-                stop.record()
-                stop.synchronize()
-                out.append(start.elapsed_time(stop) / 1e3)
+        for _ in range(runs):
+            start.record()
+            self._forward(x)
+            stop.record()
+            stop.synchronize()
+            out.append(start.elapsed_time(stop) / 1e3)
         return out
 
     def shares(self, audio: np.ndarray) -> dict[str, float] | None:
@@ -412,8 +422,8 @@ def _gpu_process_mb() -> float | None:
 
 
 def _make_runner(case: Case):
-    if case.backend in ("torch", "torch-compile"):
-        return _TorchRunner(case, compile_model=case.backend == "torch-compile")
+    if case.backend.startswith("torch"):
+        return _TorchRunner(case)
     if case.backend.startswith("ort-"):
         return _OrtRunner(case)
     return _TrtRunner(case)
@@ -654,6 +664,13 @@ def _skip_reason(backend: str, source: ModelSource, options: BenchOptions) -> st
         return "needs weights (.safetensors) or --preset"
     if backend.startswith("torch") and find_spec("torch") is None:
         return "torch not installed (pip install 'glfer-edge[torch]')"
+    if backend.startswith("torch") and backend.endswith("-fp16") and options.device != "cuda":
+        return "FP16 autocast is timed on CUDA only (--device cuda)"
+    if backend.startswith("torch") and options.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            return f"torch {torch.__version__} sees no CUDA device (install a CUDA build of torch, or --device cpu)"
     if backend.startswith("trt-") and _trt_missing():
         return _trt_missing()
     if options.device == "cuda" and backend.startswith("ort-"):

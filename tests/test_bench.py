@@ -71,10 +71,24 @@ def test_run_case_torch_record(tiny_weights):
     assert r["gpu_compute_ms"] is None  # CPU: only end-to-end Latency
 
 
+@pytest.mark.parametrize("backend", ["torch-fp16", "torch-compile"])
+def test_run_case_torch_on_cuda_times_gpu_compute(tiny_weights, backend):
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU visible to torch")
+    config = get_preset("tiny").replace(segment_seconds=1.0)
+    source = bench.ModelSource("tiny", config, str(tiny_weights))
+    r = bench.run_case(bench.Case(backend, 2, source, bench.BenchOptions(warmup=2, iterations=5, device="cuda")))
+    compute, latency = r["gpu_compute_ms"], r["latency_ms"]
+    assert r["iterations"] == 5 and compute is not None
+    assert 0 < compute["median"] <= latency["median"]  # end-to-end adds H2D + D2H to the compute time
+    assert r["gpu_peak_mb"] > 0
+
+
 def test_cli_bench_writes_json_markdown_plot_and_skips_with_reasons(tmp_path):
     out = tmp_path / "bench.json"
     code = main([
-        "bench", "--preset", "tiny", "--segment-seconds", "1", "--backends", "torch,trt-fp16", "--batch", "1,2",
+        "bench", "--preset", "tiny", "--segment-seconds", "1", "--backends", "torch,torch-fp16,trt-fp16",
+        "--batch", "1,2",
         "--iterations", "1", "--warmup", "0", "--threads", "1", "--no-profile", "--cache-dir", str(tmp_path / "cache"),
         "--json", str(out), "--markdown", str(tmp_path / "bench.md"), "--plot", str(tmp_path / "bench.png"),
     ])
@@ -85,6 +99,7 @@ def test_cli_bench_writes_json_markdown_plot_and_skips_with_reasons(tmp_path):
     assert all(r["iterations"] == 1 and r["frontend_share"] is None for r in ran)
     gflop = ran[0]["gflop_per_segment"]
     assert ran[1]["achieved_gflops"] == pytest.approx(gflop * 2 / (ran[1]["latency_ms"]["mean"] / 1e3))
+    assert all("CUDA only" in r["skipped"] for r in report["results"] if r["backend"] == "torch-fp16")
     skipped = [r for r in report["results"] if r["backend"] == "trt-fp16"]
     if not any("latency_ms" in r for r in skipped):  # no TensorRT runtime / GPU here
         assert all(r["skipped"] for r in skipped)
