@@ -268,6 +268,14 @@ def test_fit_writes_the_run_and_resume_continues_exactly(synth_root, tmp_path):
         Trainer(TINY_08S, synth_root, tmp_path / "full", _recipe(), progress=False).fit()
 
 
+def test_loader_workers_leave_the_run_unchanged(synth_root, tmp_path):
+    runs = [Trainer(TINY_08S, synth_root, tmp_path / f"w{w}", _recipe(workers=w), progress=False).fit() for w in (0, 2)]
+    a, b = (load_file(str(r.last_path)) for r in runs)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+    assert runs[0].history[-1]["val"] == runs[1].history[-1]["val"]  # validation reads through the workers too
+
+
 def test_resume_with_more_epochs_continues_on_the_longer_curve(synth_root, tmp_path):
     """A warm restart: one step per epoch, so epoch 2 of 4 starts at step 1 of the 4-step cosine."""
     Trainer(TINY_08S, synth_root, tmp_path, _recipe(epochs=1, val_split=None), progress=False).fit()
