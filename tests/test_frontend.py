@@ -115,3 +115,21 @@ def test_uncompressed_bins(rng: np.random.Generator) -> None:
     ref = scipy_linspeciv(audio, cfg)
     assert tor.shape[-1] == 256
     assert np.abs(tor[:4] - ref[:4]).max() <= 1e-3
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_features_stay_fp32_under_autocast(dtype: torch.dtype) -> None:
+    """Mixed-precision callers (torch autocast) get the FP32 features, as the FP16 artifacts do. In FP16
+    the intensity vector's norm, a sum of squared |X|^2-sized products, passes 65504 for any tone above
+    about -40 dBFS; on CUDA that made the bundled model's outputs inf/NaN."""
+    fe = FOAFrontend(FeatureConfig()).eval()
+    tone = 0.5 * np.sin(2 * np.pi * 1000 * np.arange(FS) / FS)
+    audio = torch.from_numpy(np.stack([tone, 0.5 * tone, 0.5 * tone, 0.5 * tone])[None].astype(np.float32))
+    spec = torch.nn.functional.conv1d(audio.reshape(-1, 1, FS), fe.basis, stride=fe.cfg.hop_length)
+    assert float(spec.square().amax()) ** 2 > 65504  # the squares that overflowed
+    with torch.no_grad():
+        reference = fe(audio)
+        with torch.autocast("cpu", dtype=dtype):
+            mixed = fe(audio)
+    assert mixed.dtype == torch.float32 and torch.isfinite(mixed).all()
+    torch.testing.assert_close(mixed, reference, rtol=0, atol=0)

@@ -70,4 +70,7 @@ class FOAFrontend(nn.Module):
         return (features - self.mean[:, None, :]) / self.std[:, None, :]
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
-        return self.standardize(self.linspeciv(audio))
+        # FP32 even under autocast, as in the FP16 artifacts: in FP16 the intensity vector's norm (squares
+        # of |X|^2-sized products) passes 65504 for ordinary levels; on CUDA the outputs became inf/NaN.
+        with torch.autocast(audio.device.type, enabled=False):
+            return self.standardize(self.linspeciv(audio.float()))
