@@ -10,6 +10,7 @@ precision? (TensorRT's FP16 engine is a different compiler; this is the torch-si
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 
@@ -61,6 +62,9 @@ def main() -> None:
             metrics.update(list(rec.rows), outputs_to_rows(s, d, config))
         return metrics.compute().seld
 
+    def flat(a: np.ndarray) -> np.ndarray:  # (B, T, ...) -> (B*T, ...)
+        return a.reshape(-1, *a.shape[2:])
+
     ref_sed, ref_doa, _ = run(model, "cpu", None)
     ref_seld = seld(ref_sed, ref_doa)
     tol = TOLERANCES["fp16"]
@@ -71,18 +75,18 @@ def main() -> None:
         net = compiled if use_compiled else gpu
         run(net, "cuda", dtype)  # warm-up / compile
         sed, doa, secs = run(net, "cuda", dtype)
-        flat = lambda a: a.reshape(-1, *a.shape[2:])  # noqa: E731  (B, T, ...) -> (B*T, ...)
         stats = compare_outputs(flat(ref_sed), flat(ref_doa), flat(sed), flat(doa), threshold=config.sed_threshold)
         delta = seld(sed, doa) - ref_seld
-        rows[name] = {**stats.__dict__, "seld_delta": delta, "violations_fp16_tolerances": violations(stats, tol, delta),
-                      "seconds": secs}
+        rows[name] = {**dataclasses.asdict(stats), "seld_delta": delta,
+                      "violations_fp16_tolerances": violations(stats, tol, delta), "seconds": secs}
     print(f"{args.scenes} scenes of {config.segment_seconds:g} s, reference CPU FP32 eager (SELD {ref_seld:.4f}); "
           f"tolerances: fp16 set; torch {torch.__version__} on {torch.cuda.get_device_name()}")
     print("| variant | SED max abs | SED agreement | DOA mean deg | DOA p99 deg | SELD delta | within fp16 tol |")
     print("|---|---|---|---|---|---|---|")
     for name, r in rows.items():
+        within = "NO" if r["violations_fp16_tolerances"] else "yes"
         print(f"| {name} | {r['sed_max_abs']:.2e} | {r['sed_agreement']:.4f} | {r['doa_angle_mean_deg']:.3f} | "
-              f"{r['doa_angle_p99_deg']:.3f} | {r['seld_delta']:+.4f} | {'yes' if not r['violations_fp16_tolerances'] else 'NO'} |")
+              f"{r['doa_angle_p99_deg']:.3f} | {r['seld_delta']:+.4f} | {within} |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"scenes": args.scenes, "reference_seld": ref_seld, "variants": rows}, f, indent=1, default=float)

@@ -24,7 +24,8 @@ def main() -> None:
     gpus = {json.dumps(r["machine"].get("gpu")) for r in parts}
     if len(gpus) > 1:
         raise SystemExit(f"reports come from different GPUs ({', '.join(sorted(gpus))}); compare only one machine")
-    merged = {**parts[0], "command": " && ".join(r["command"] for r in parts), "results": [x for r in parts for x in r["results"]]}
+    merged = {**parts[0], "command": " && ".join(r["command"] for r in parts),
+              "results": [x for r in parts for x in r["results"]]}
     markdown = bench.render_markdown(merged)
     print(markdown, end="")
     if args.json:

@@ -43,7 +43,8 @@ __all__ = [
 # ort-int8 runs the TensorRT-form INT8 artifact (model.int8.onnx), ort-int8-cpu onnxruntime's CPU form
 # (model.int8-cpu.onnx); see glfer_edge.export.int8.
 BACKENDS = (
-    "torch", "torch-compile", "torch-fp16", "torch-compile-fp16", "ort-fp32", "ort-fp16", "ort-int8", "ort-int8-cpu", "trt-fp32", "trt-fp16", "trt-int8",
+    "torch", "torch-compile", "torch-fp16", "torch-compile-fp16",
+    "ort-fp32", "ort-fp16", "ort-int8", "ort-int8-cpu", "trt-fp32", "trt-fp16", "trt-int8",
 )
 ORT_OPT_LEVELS = ("disable", "basic", "extended", "all")
 FRONTEND_SCOPE = "/frontend/"
