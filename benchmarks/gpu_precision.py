@@ -35,9 +35,7 @@ def main() -> None:
 
     import torch
 
-    from glfer_edge.metrics import SELDMetrics
-    from glfer_edge.parity import synth_recordings
-    from glfer_edge.postprocess import outputs_to_rows
+    from glfer_edge.parity import score_recordings, synth_recordings
     from glfer_edge.tolerances import TOLERANCES, compare_outputs, violations
     from glfer_edge.weights import DEFAULT_WEIGHTS, load_model
 
@@ -56,17 +54,11 @@ def main() -> None:
                 doa.append(d.float().cpu().numpy())
         return np.concatenate(sed), np.concatenate(doa), time.perf_counter() - t0
 
-    def seld(sed: np.ndarray, doa: np.ndarray) -> float:
-        metrics = SELDMetrics(config.model.num_classes, edition=recordings[0].edition)
-        for rec, s, d in zip(recordings, sed, doa):
-            metrics.update(list(rec.rows), outputs_to_rows(s, d, config))
-        return metrics.compute().seld
-
     def flat(a: np.ndarray) -> np.ndarray:  # (B, T, ...) -> (B*T, ...)
         return a.reshape(-1, *a.shape[2:])
 
     ref_sed, ref_doa, _ = run(model, "cpu", None)
-    ref_seld = seld(ref_sed, ref_doa)
+    ref_seld = score_recordings(config, recordings, ref_sed, ref_doa).seld
     tol = TOLERANCES["fp16"]
     rows = {}
     gpu = model.to("cuda")
@@ -76,7 +68,7 @@ def main() -> None:
         run(net, "cuda", dtype)  # warm-up / compile
         sed, doa, secs = run(net, "cuda", dtype)
         stats = compare_outputs(flat(ref_sed), flat(ref_doa), flat(sed), flat(doa), threshold=config.sed_threshold)
-        delta = seld(sed, doa) - ref_seld
+        delta = score_recordings(config, recordings, sed, doa).seld - ref_seld
         rows[name] = {**dataclasses.asdict(stats), "seld_delta": delta,
                       "violations_fp16_tolerances": violations(stats, tol, delta), "seconds": secs}
     print(f"{args.scenes} scenes of {config.segment_seconds:g} s, reference CPU FP32 eager (SELD {ref_seld:.4f}); "

@@ -18,7 +18,7 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,10 +28,13 @@ from glfer_edge.data.dcase import LabelRow
 from glfer_edge.errors import InputError
 from glfer_edge.tolerances import TOLERANCES, ParityStats, Tolerances, compare_outputs, violations
 
+if TYPE_CHECKING:
+    from glfer_edge.metrics import SELDResult
+
 __all__ = [
     "Recording", "ArtifactSummary", "ParityReport", "LayerTolerance", "LayerStat", "LayerReport",
-    "LAYER_TOLERANCES", "synth_recordings", "dcase_recordings", "compare_artifacts", "locate_divergence",
-    "render_markdown",
+    "LAYER_TOLERANCES", "synth_recordings", "dcase_recordings", "score_recordings", "compare_artifacts",
+    "locate_divergence", "render_markdown",
 ]
 
 _SELD_KEYS = ("ER20", "F20", "LE_CD", "LR_CD", "SELD")
@@ -116,16 +119,22 @@ def _run(path: str | Path, recordings: Sequence[Recording], *, batch: int, devic
         return _Outputs(summary, rt.config, [o.sed[0] for o in outs], [o.doa[0] for o in outs])
 
 
-def _seld(out: _Outputs, recordings: Sequence[Recording]) -> dict[str, float]:
-    """ER20, F20, LE_CD, LR_CD and SELD of one side against the labels, each recording scored as one file."""
+def score_recordings(
+    config: SELDConfig, recordings: Sequence[Recording], sed: Sequence[np.ndarray], doa: Sequence[np.ndarray]
+) -> SELDResult:
+    """DCASE metrics of per-recording outputs (T, C) and (T, C, 3) against the labels, each recording one file."""
     from glfer_edge.metrics import SELDMetrics
     from glfer_edge.postprocess import outputs_to_rows
 
-    metrics = SELDMetrics(out.config.model.num_classes, edition=recordings[0].edition)
-    for rec, sed, doa in zip(recordings, out.sed, out.doa):
-        metrics.update(list(rec.rows), outputs_to_rows(sed, doa, out.config))
-    summary = metrics.compute().to_dict()
-    return {k: summary[k] for k in _SELD_KEYS}
+    metrics = SELDMetrics(config.model.num_classes, edition=recordings[0].edition)
+    for rec, s, d in zip(recordings, sed, doa):
+        metrics.update(list(rec.rows), outputs_to_rows(s, d, config))
+    return metrics.compute()
+
+
+def _seld(out: _Outputs, recordings: Sequence[Recording]) -> dict[str, float]:
+    """ER20, F20, LE_CD, LR_CD and SELD of one side against the labels."""
+    return score_recordings(out.config, recordings, out.sed, out.doa).scores()
 
 
 # -- the report -------------------------------------------------------------------------------
