@@ -96,6 +96,22 @@ def depthwise_form(model, max_outputs: int) -> int:
     return rewritten
 
 
+def rewrite(src: str, dst: str, max_outputs: int) -> None:
+    """Write ``src`` with its narrow grouped convolutions in the depthwise form; check both agree."""
+    import onnx
+    import onnxruntime as ort
+
+    model = onnx.load(src)
+    n = depthwise_form(model, max_outputs)
+    onnx.save(model, dst)
+    sessions = [ort.InferenceSession(path, providers=["CPUExecutionProvider"]) for path in (src, dst)]
+    inp = sessions[0].get_inputs()[0]
+    shape = [d if isinstance(d, int) else 1 for d in inp.shape]
+    feed = {inp.name: (np.random.default_rng(0).standard_normal(shape) * 0.05).astype(np.float32)}
+    diff = max(float(np.abs(a - b).max()) for a, b in zip(*(s.run(None, feed) for s in sessions)))
+    print(f"rewrote {n} grouped convolution(s); largest output difference {diff:.1e}")
+
+
 def median_ms(graph: bytes, cin: int, hw: tuple[int, int], rounds: int, threads: int, int8: bool = False) -> float:
     import onnxruntime as ort
 
@@ -116,6 +132,8 @@ def median_ms(graph: bytes, cin: int, hw: tuple[int, int], rounds: int, threads:
 
 
 def main() -> None:
+    import onnx
+
     from glfer_edge.config import get_preset
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -127,19 +145,7 @@ def main() -> None:
     p.add_argument("--max-outputs", type=int, default=2, help="--rewrite: largest outputs per group to rewrite")
     args = p.parse_args()
     if args.rewrite:
-        import onnx
-
-        import onnxruntime as ort
-
-        model = onnx.load(args.rewrite[0])
-        n = depthwise_form(model, args.max_outputs)
-        onnx.save(model, args.rewrite[1])
-        sessions = [ort.InferenceSession(path, providers=["CPUExecutionProvider"]) for path in args.rewrite]
-        inp = sessions[0].get_inputs()[0]
-        shape = [d if isinstance(d, int) else 1 for d in inp.shape]
-        feed = {inp.name: (np.random.default_rng(0).standard_normal(shape) * 0.05).astype(np.float32)}
-        diff = max(float(np.abs(a - b).max()) for a, b in zip(*(s.run(None, feed) for s in sessions)))
-        print(f"rewrote {n} grouped convolution(s); largest output difference {diff:.1e}")
+        rewrite(*args.rewrite, args.max_outputs)
         return
     cfg = get_preset("paper")
     m = cfg.model
@@ -153,8 +159,6 @@ def main() -> None:
                 continue
             cells, groups = [], g
             if args.depthwise:
-                import onnx
-
                 model = onnx.load_from_string(conv_graph(width, width // n_branches, k, g, hw))
                 depthwise_form(model, max_outputs=width)
                 ms = median_ms(model.SerializeToString(), width, hw, args.rounds, args.threads)
