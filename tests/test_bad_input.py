@@ -126,6 +126,7 @@ def test_engine_from_another_tensorrt(capsys, tmp_path, art):
 @pytest.mark.parametrize("extra, word", [
     (("--threshold", "1.5"), "threshold"),
     (("--median", "2"), "odd"),
+    (("--tta", "3"), "1, 2, 4, 8, 16"),
     (("--demo",), "not both"),
 ])
 def test_bad_options(capsys, tmp_path, art, extra, word):

@@ -34,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="median filter over output frames (odd; 1 = off)")
     parser.add_argument("--batch", type=int, default=None,
                         help="segments per inference call (default 8, within the model's batch range)")
+    parser.add_argument("--tta", type=int, default=1, metavar="K",
+                        help="test-time augmentation: average over K FOA channel swaps (1, 2, 4, 8, 16; "
+                             "K times the inference; default 1 = off)")
     parser.add_argument("--no-resample", action="store_true", help="refuse recordings at another sample rate")
     parser.add_argument("--demo", action="store_true", help="run on a synthetic scene and compare with its labels")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -60,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _check_args(args: argparse.Namespace) -> None:
     """Refuse bad options, missing inputs and unusable output paths before any work (no model load)."""
+    from glfer_edge.channel_swap import tta_transforms
     from glfer_edge.errors import InputError
 
     if args.threshold is not None and not 0.0 < args.threshold < 1.0:
@@ -68,6 +72,7 @@ def _check_args(args: argparse.Namespace) -> None:
         raise InputError(f"--median {args.median} must be an odd number of frames >= 1 (1 = off)")
     if args.batch is not None and args.batch < 1:
         raise InputError(f"--batch {args.batch} must be at least 1")
+    tta_transforms(args.tta)
     if args.input is not None and not args.input.is_file():
         raise InputError(f"input file {args.input} not found; check the path")
     for flag, path in (("--out", args.out), ("--plot", args.plot)):
@@ -126,7 +131,7 @@ def _infer(rt, recording, args: argparse.Namespace):
     from glfer_edge.runtime.segments import infer_long
 
     progress = not args.quiet and sys.stderr.isatty()
-    return infer_long(rt, recording.audio, batch_size=args.batch, progress=progress)
+    return infer_long(rt, recording.audio, batch_size=args.batch, progress=progress, tta=args.tta)
 
 
 def _report(output, reference, duration: float, args: argparse.Namespace) -> None:

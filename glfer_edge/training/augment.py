@@ -1,9 +1,10 @@
 """The paper's three consecutive augmentations (section 4.1, after SALSA; fact sheet section 9).
 
-1. FOA channel swap (16 axis swaps / sign flips) on the raw AUDIO with the matching DOA-label
-   transform. On audio it is exact: swapping the Y and X channels swaps their spectrograms and
-   intensity vectors, negating a dipole channel negates its intensity vector (SALSA applies it to
-   standardized features, where a negated IV is only approximately the standardized negated IV).
+1. FOA channel swap (the 16 axis swaps / sign flips of ``glfer_edge.channel_swap``) on the raw
+   AUDIO with the matching DOA-label transform. On audio it is exact: swapping the Y and X
+   channels swaps their spectrograms and intensity vectors, negating a dipole channel negates its
+   intensity vector (SALSA applies it to standardized features, where a negated IV is only
+   approximately the standardized negated IV).
 2. Frequency shift of the standardized features by 1..9 bins up or down, reflect-filled.
 3. CompositeCutout on the standardized features: random cutout, SpecAugment stripes or 8 holes of
    8x8; spectrogram channels get one value drawn uniformly in [min, max] of the tensor, the IV
@@ -15,51 +16,15 @@ batch is augmented identically for the same generator state.
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from glfer_edge.channel_swap import CHANNEL_ORDERS, FOA_TRANSFORMS, ChannelSwap
+
 __all__ = ["AugmentConfig", "ChannelSwap", "FOA_TRANSFORMS", "SELDAugment", "composite_cutout", "frequency_shift"]
-
-# Audio channel index of the x, y, z dipoles per channel order (ACN W,Y,Z,X; FuMa W,X,Y,Z).
-_DIPOLES = {"acn": (3, 1, 2), "fuma": (1, 2, 3)}
-
-
-@dataclass(frozen=True)
-class ChannelSwap:
-    """One of the 16 FOA transforms: optional x<->y swap, then sign flips of x, y, z (on the swapped axes)."""
-
-    swap_xy: bool
-    negate_x: bool
-    negate_y: bool
-    negate_z: bool
-
-    def apply_audio(self, audio: torch.Tensor, channel_order: str = "acn") -> torch.Tensor:
-        """FOA audio (..., 4, N) in ``channel_order`` -> the audio of the transformed scene."""
-        x, y, z = _DIPOLES[channel_order]
-        index = list(range(4))
-        if self.swap_xy:
-            index[x], index[y] = y, x
-        signs = torch.ones(4, 1, dtype=audio.dtype, device=audio.device)
-        for channel, flip in ((x, self.negate_x), (y, self.negate_y), (z, self.negate_z)):
-            if flip:
-                signs[channel] = -1.0
-        return audio[..., index, :] * signs
-
-    def apply_doa(self, doa: torch.Tensor) -> torch.Tensor:
-        """Cartesian DOA labels (..., 3) -> the labels of the transformed scene (zeros stay zeros)."""
-        if self.swap_xy:
-            doa = doa[..., [1, 0, 2]]
-        signs = torch.tensor(
-            [-1.0 if f else 1.0 for f in (self.negate_x, self.negate_y, self.negate_z)], dtype=doa.dtype, device=doa.device
-        )
-        return doa * signs
-
-
-FOA_TRANSFORMS: tuple[ChannelSwap, ...] = tuple(ChannelSwap(*bits) for bits in itertools.product((False, True), repeat=4))
 
 
 @dataclass(frozen=True)
@@ -128,7 +93,7 @@ class SELDAugment:
     """Applies the augmentations to a batch: ``audio`` before the frontend, ``features`` after standardization."""
 
     def __init__(self, config: AugmentConfig = AugmentConfig(), channel_order: str = "acn") -> None:
-        if channel_order not in _DIPOLES:
+        if channel_order not in CHANNEL_ORDERS:
             raise ValueError(f"unknown channel_order {channel_order!r}; use 'acn' or 'fuma'")
         self.config = config
         self.channel_order = channel_order
