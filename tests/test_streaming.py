@@ -32,13 +32,14 @@ def _push_in_chunks(stream: StreamingSELD, audio: np.ndarray, rng: np.random.Gen
     return outs
 
 
-def test_stream_equals_file_inference(rt):
+@pytest.mark.parametrize("tta", [1, 4])
+def test_stream_equals_file_inference(rt, tta):
     cfg = rt.config
     audio = foa_noise(cfg, seconds=5.3, seed=2)  # ends inside a segment: flush zero-pads like infer_long
-    outs = _push_in_chunks(StreamingSELD(rt), audio, np.random.default_rng(0), cfg.segment_samples // 3)
+    outs = _push_in_chunks(StreamingSELD(rt, tta=tta), audio, np.random.default_rng(0), cfg.segment_samples // 3)
     sed = np.concatenate([o.sed[0] for o in outs])
     times = np.concatenate([o.frame_times for o in outs])
-    ref = infer_long(rt, audio)
+    ref = infer_long(rt, audio, tta=tta)
     np.testing.assert_allclose(sed, ref.sed[0], atol=1e-5)
     np.testing.assert_allclose(np.concatenate([o.doa[0] for o in outs]), ref.doa[0], atol=1e-5)
     np.testing.assert_array_equal(times, ref.frame_times)

@@ -13,14 +13,15 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from glfer_edge.channel_swap import tta_transforms
+from glfer_edge.channel_swap import ChannelSwap, tta_transforms
 from glfer_edge.config import SELDConfig
 from glfer_edge.errors import InputError
 from glfer_edge.runtime.base import FOA_CHANNELS, SELDOutput, output_frame_times
 from glfer_edge.runtime.seld import SELDRuntime
 
 __all__ = [
-    "segment_hop_samples", "segment_starts", "iter_segment_batches", "batch_plan", "pad_batch", "infer_long",
+    "segment_hop_samples", "segment_starts", "iter_segment_batches", "batch_plan", "pad_batch", "infer_views",
+    "infer_long",
     "DEFAULT_BATCH",
 ]
 
@@ -72,15 +73,27 @@ def pad_batch(batch: np.ndarray, size: int) -> np.ndarray:
     return np.concatenate([batch, np.zeros((size - batch.shape[0],) + batch.shape[1:], np.float32)])
 
 
-def _infer_views(runtime: SELDRuntime, views: np.ndarray, size: int, padded: int) -> tuple[np.ndarray, np.ndarray]:
-    """SED and DOA of every row of ``views`` (n, 4, segment), in calls of at most ``size`` rows."""
-    sed, doa = [], []
-    for i in range(0, len(views), size):
-        part = views[i : i + size]
+def infer_views(
+    runtime: SELDRuntime, batch: np.ndarray, transforms: tuple[ChannelSwap, ...], size: int, padded: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """SED (n, T', C) and DOA (n, T', C, 3) of segments (n, 4, segment), averaged over their
+    ``transforms`` views (test-time augmentation; DOAs mapped back first), in calls of at most
+    ``size`` rows padded to ``padded``. The views of a segment share calls: 8 rows hold 2 x 4 views."""
+    order, n = runtime.config.features.channel_order, len(batch)
+    views = [batch if t.is_identity else t.apply_audio(batch, order) for t in transforms]
+    stacked = views[0] if len(views) == 1 else np.concatenate(views)
+    seds, doas = [], []
+    for i in range(0, len(stacked), size):
+        part = stacked[i : i + size]
         out = runtime.infer(pad_batch(part, padded))
-        sed.append(out.sed[: len(part)])
-        doa.append(out.doa[: len(part)])
-    return np.concatenate(sed), np.concatenate(doa)
+        seds.append(out.sed[: len(part)])
+        doas.append(out.doa[: len(part)])
+    sed_v, doa_v = np.concatenate(seds), np.concatenate(doas)  # transform-major: view i is rows i*n .. (i+1)*n
+    if len(transforms) == 1 and transforms[0].is_identity:
+        return sed_v, doa_v
+    sed = sed_v.reshape(len(transforms), n, *sed_v.shape[1:]).mean(axis=0)
+    doa = np.mean([t.inverse.apply_doa(doa_v[i * n : (i + 1) * n]) for i, t in enumerate(transforms)], axis=0)
+    return sed, doa
 
 
 def infer_long(
@@ -89,10 +102,7 @@ def infer_long(
     """Run a (4, N) recording at the model's sample rate; returns B = 1 with frame_times from its start.
 
     ``tta`` > 1: test-time augmentation over that many FOA channel swaps (1, 2, 4, 8 or 16; see
-    ``glfer_edge.channel_swap``). The transformed copies of each segment share the inference calls
-    (a batch of 8 holds 2 segments x 4 views), their SED probabilities are averaged and their DOAs
-    mapped back and averaged. Costs ``tta`` times the inference; works on every backend, as it only
-    permutes and negates input channels.
+    ``glfer_edge.channel_swap`` and ``infer_views``): K times the inference, on every backend.
     """
     from tqdm import tqdm
 
@@ -102,25 +112,18 @@ def infer_long(
     transforms = tta_transforms(tta)
     size, padded = batch_plan(runtime, batch_size)
     starts = segment_starts(audio.shape[-1], config)
-    frames, order = config.output_frames, config.features.channel_order
+    frames = config.output_frames
     sed = np.zeros((len(starts) * frames, config.model.num_classes), dtype=np.float32)
     doa = np.zeros((len(starts) * frames, config.model.num_classes, 3), dtype=np.float32)
     with tqdm(total=len(starts), unit="segment", desc="inference", disable=not progress, leave=False) as bar:
         done = 0
-        for chunk, batch in iter_segment_batches(audio, config, max(1, size // len(transforms))):
+        for chunk, batch in iter_segment_batches(audio, config, max(1, size // tta)):
             k = len(chunk)
-            views = [batch if t.is_identity else t.apply_audio(batch, order) for t in transforms]
-            sed_v, doa_v = _infer_views(runtime, views[0] if tta == 1 else np.concatenate(views), size, padded)
-            rows = slice(done * frames, (done + k) * frames)
-            for i, t in enumerate(transforms):  # views are transform-major: rows i*k .. (i+1)*k
-                d = doa_v[i * k : (i + 1) * k]
-                sed[rows] += sed_v[i * k : (i + 1) * k].reshape(-1, sed.shape[1])
-                doa[rows] += (d if t.is_identity else t.inverse.apply_doa(d)).reshape(-1, *doa.shape[1:])
+            s, d = infer_views(runtime, batch, transforms, size, padded)
+            sed[done * frames : (done + k) * frames] = s.reshape(-1, sed.shape[1])
+            doa[done * frames : (done + k) * frames] = d.reshape(-1, *doa.shape[1:])
             done += k
             bar.update(k)
-    if tta > 1:
-        sed /= tta
-        doa /= tta
     times = output_frame_times(config, len(sed))  # segments tile: frame k of the file starts at k x hop
     keep = times < audio.shape[-1] / config.features.sample_rate
     return SELDOutput(sed[keep][None], doa[keep][None], times[keep], config.class_names, config)

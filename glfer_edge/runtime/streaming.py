@@ -15,15 +15,17 @@ Timestamps are computed from integer frame counters (``start_time + k x output_h
 do not drift however long the stream runs. Windows completed by one :meth:`push` are inferred in
 batches (up to the runtime's batch range). :meth:`flush` ends the stream: it zero-pads the audio
 received since the last window and emits the remaining frames that start before the stream end.
+``tta`` averages each window over that many FOA channel swaps (``infer_views``), at K times the compute.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from glfer_edge.channel_swap import tta_transforms
 from glfer_edge.errors import InputError
 from glfer_edge.runtime.base import FOA_CHANNELS, SELDOutput
-from glfer_edge.runtime.segments import batch_plan, pad_batch
+from glfer_edge.runtime.segments import batch_plan, infer_views
 from glfer_edge.runtime.seld import SELDRuntime
 
 __all__ = ["StreamingSELD"]
@@ -34,7 +36,7 @@ class StreamingSELD:
 
     def __init__(
         self, runtime: SELDRuntime, hop_seconds: float | None = None, *, start_time: float = 0.0,
-        batch_size: int | None = None,
+        batch_size: int | None = None, tta: int = 1,
     ) -> None:
         cfg = runtime.config
         self.runtime = runtime
@@ -51,6 +53,7 @@ class StreamingSELD:
             )
         self.hop_frames = hop_frames
         self.hop_samples = hop_frames * self._frame_samples
+        self._transforms = tta_transforms(tta)
         self._batch, self._padded = batch_plan(runtime, batch_size)
         self._window = np.zeros((FOA_CHANNELS, cfg.segment_samples), dtype=np.float32)
         self._fill = 0  # valid samples in the window buffer
@@ -111,8 +114,9 @@ class StreamingSELD:
     def _infer(self, windows: list[np.ndarray]) -> SELDOutput:
         frames, hop = self.config.output_frames, self.hop_frames
         seds, doas = [], []
-        for i in range(0, len(windows), self._batch):
-            sed, doa = self._run(np.stack(windows[i : i + self._batch]))
+        per_call = max(1, self._batch // len(self._transforms))  # windows per call; each has tta views
+        for i in range(0, len(windows), per_call):
+            sed, doa = self._run(np.stack(windows[i : i + per_call]))
             for b in range(sed.shape[0]):
                 new = frames if self._windows == 0 else hop  # the first window has no predecessor
                 seds.append(sed[b, frames - new :])
@@ -124,9 +128,7 @@ class StreamingSELD:
         return self._emit(np.concatenate(seds)[None], np.concatenate(doas)[None])
 
     def _run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        out = self.runtime.infer(pad_batch(batch, self._padded))
-        n = batch.shape[0]
-        return out.sed[:n], out.doa[:n]
+        return infer_views(self.runtime, batch, self._transforms, self._batch, self._padded)
 
     def _emit(self, sed: np.ndarray, doa: np.ndarray) -> SELDOutput:
         n = sed.shape[1]
