@@ -21,8 +21,7 @@ from glfer_edge.runtime.seld import SELDRuntime
 
 __all__ = [
     "segment_hop_samples", "segment_starts", "iter_segment_batches", "batch_plan", "pad_batch", "infer_views",
-    "infer_long",
-    "DEFAULT_BATCH",
+    "infer_long", "DEFAULT_BATCH",
 ]
 
 DEFAULT_BATCH = 8
