@@ -72,7 +72,7 @@ def _check_args(args: argparse.Namespace) -> None:
         raise InputError(f"--median {args.median} must be an odd number of frames >= 1 (1 = off)")
     if args.batch is not None and args.batch < 1:
         raise InputError(f"--batch {args.batch} must be at least 1")
-    tta_transforms(args.tta)
+    tta_transforms(args.tta)  # refuses a --tta other than 1, 2, 4, 8, 16
     if args.input is not None and not args.input.is_file():
         raise InputError(f"input file {args.input} not found; check the path")
     for flag, path in (("--out", args.out), ("--plot", args.plot)):
