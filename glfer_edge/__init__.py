@@ -25,8 +25,9 @@ _LAZY = {
     "SELDRuntime": "glfer_edge.runtime",
     "SELDOutput": "glfer_edge.runtime",
     "StreamingSELD": "glfer_edge.runtime",
+    "infer_long": "glfer_edge.runtime.segments",
     "Event": "glfer_edge.postprocess",
-    "frames_to_events": "glfer_edge.postprocess",
+    "detect_events": "glfer_edge.postprocess",
     "SELDMetrics": "glfer_edge.metrics",
     "evaluate_folders": "glfer_edge.metrics",
 }

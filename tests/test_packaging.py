@@ -55,3 +55,24 @@ def test_torch_commands_fail_with_an_install_hint_without_torch() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 2
     assert "pip install 'glfer-edge[torch]'" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_every_public_name_resolves() -> None:
+    import glfer_edge
+
+    missing = [name for name in glfer_edge.__all__ if not hasattr(glfer_edge, name)]
+    assert not missing, f"glfer_edge.__all__ lists names that do not exist: {missing}"
+
+
+def test_readme_python_api_imports_exist() -> None:
+    """Every name the README's Python API block imports exists (the block is what users copy)."""
+    import ast
+    import re
+
+    block = re.search(r"## Python API\s+```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S).group(1)
+    imports = [node for node in ast.walk(ast.parse(block)) if isinstance(node, ast.ImportFrom)]
+    assert imports
+    for node in imports:
+        module = importlib.import_module(node.module)
+        for alias in node.names:
+            assert hasattr(module, alias.name), f"README imports {alias.name} from {node.module}, which lacks it"
