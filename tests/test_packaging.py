@@ -1,7 +1,8 @@
-"""Packaging: one import namespace, and the deploy-time path imports without torch."""
+"""Packaging: one import namespace, the deploy-time path imports without torch, and the documented API exists."""
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import subprocess
 import sys
@@ -76,3 +77,23 @@ def test_readme_python_api_imports_exist() -> None:
         module = importlib.import_module(node.module)
         for alias in node.names:
             assert hasattr(module, alias.name), f"README imports {alias.name} from {node.module}, which lacks it"
+
+
+def test_documented_commands_and_flags_exist() -> None:
+    """Every `glfer-edge CMD --flag` the user-facing docs show is a real command and option."""
+    import re
+
+    from glfer_edge.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    docs = ("README.md", "benchmarks/JETSON.md", "glfer_edge/assets/MODEL_CARD.md")
+    unknown = []
+    for doc in docs:
+        for command, rest in re.findall(r"glfer-edge ([a-z][a-z-]*)([^\n`]*)", (ROOT / doc).read_text()):
+            if command not in sub.choices:
+                unknown.append(f"{doc}: glfer-edge {command}")
+                continue
+            options = {o for action in sub.choices[command]._actions for o in action.option_strings}
+            unknown += [f"{doc}: glfer-edge {command} {flag}" for flag in re.findall(r"--[a-z0-9][a-z0-9-]*", rest)
+                        if flag not in options]
+    assert not unknown, unknown
