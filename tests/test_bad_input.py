@@ -127,6 +127,7 @@ def test_engine_from_another_tensorrt(capsys, tmp_path, art):
     (("--threshold", "1.5"), "threshold"),
     (("--median", "2"), "odd"),
     (("--tta", "3"), "1, 2, 4, 8, 16"),
+    (("--edition", "2021", "--average", "macro"), "micro-averaged only"),
     (("--demo",), "not both"),
 ])
 def test_bad_options(capsys, tmp_path, art, extra, word):

@@ -258,9 +258,12 @@ def test_cli_run_writes_what_the_api_computes(artifacts, tmp_path, capsys):
     events = json.loads((tmp_path / "events.json").read_text())["events"]
     assert events and {"class_name", "onset", "offset", "azimuth", "elevation", "track_azimuth"} <= set(events[0])
     capsys.readouterr()
-    assert main([*common, "--ref", str(tmp_path / "pred.csv")]) == 0  # scored against itself
+    assert main([*common, "--ref", str(tmp_path / "pred.csv")]) == 0  # scored against itself: perfect
+    scores = capsys.readouterr().out.split("DCASE 2023 metrics, micro averaging")[-1]
+    assert "ER20 0.000  F20 100.0%  LE_CD 0.0°  LR_CD 100.0%  SELD 0.000" in scores
+    assert main([*common, "--ref", str(tmp_path / "pred.csv"), "--average", "macro"]) == 0
     scores = capsys.readouterr().out.split("DCASE 2023 metrics, macro averaging")[-1]
-    assert "ER20 0.000" in scores  # no substitution, deletion or insertion (macro F/LE count absent classes)
+    assert "ER20 0.000" in scores and "F20 100.0%" not in scores  # macro counts the classes absent from the clip
 
 
 def test_cli_demo_runs_on_a_synthetic_scene(artifacts, capsys):

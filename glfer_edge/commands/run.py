@@ -29,6 +29,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ref", type=Path, help="reference DCASE CSV: drawn on the plot and scored")
     parser.add_argument("--edition", default="2023", choices=("2021", "2022", "2023"),
                         help="DCASE CSV format and metrics (default 2023)")
+    parser.add_argument("--average", default="micro", choices=("micro", "macro"),
+                        help="class averaging of the score against --ref/--demo (default micro: one recording rarely "
+                             "holds every class, and macro scores each class without a correct detection in it at "
+                             "F20 0, LE_CD 180 deg, LR_CD 0)")
     parser.add_argument("--threshold", type=float, default=None, help="SED threshold (default: the model's, 0.3)")
     parser.add_argument("--median", type=int, default=1, metavar="FRAMES",
                         help="median filter over output frames (odd; 1 = off)")
@@ -65,6 +69,7 @@ def _check_args(args: argparse.Namespace) -> None:
     """Refuse bad options, missing inputs and unusable output paths before any work (no model load)."""
     from glfer_edge.channel_swap import tta_transforms
     from glfer_edge.errors import InputError
+    from glfer_edge.metrics import check_average
 
     if args.threshold is not None and not 0.0 < args.threshold < 1.0:
         raise InputError(f"--threshold {args.threshold} must be between 0 and 1 (default 0.3)")
@@ -73,6 +78,7 @@ def _check_args(args: argparse.Namespace) -> None:
     if args.batch is not None and args.batch < 1:
         raise InputError(f"--batch {args.batch} must be at least 1")
     tta_transforms(args.tta)  # refuses a --tta other than 1, 2, 4, 8, 16
+    check_average(args.edition, args.average)
     if args.input is not None and not args.input.is_file():
         raise InputError(f"input file {args.input} not found; check the path")
     for flag, path in (("--out", args.out), ("--plot", args.plot)):
@@ -180,7 +186,7 @@ def _score(reference, rows, cfg, args: argparse.Namespace) -> None:
     times = np.arange(n) * LABEL_HOP_SECONDS
     print("\nreference:")
     print(pp.format_events(pp.events_from_frames(sed > 0, sed, doa, times, LABEL_HOP_SECONDS, cfg.class_names)))
-    metrics = SELDMetrics(cfg.model.num_classes, edition=args.edition)
+    metrics = SELDMetrics(cfg.model.num_classes, edition=args.edition, average=args.average)
     metrics.update(reference, rows)
     r = metrics.compute()
     print(f"\nagainst the reference ({len(reference)} label rows, DCASE {r.edition} metrics, {r.average} averaging):")
