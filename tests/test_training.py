@@ -15,7 +15,7 @@ from glfer_edge.cli import main
 from glfer_edge.config import get_preset
 from glfer_edge.data.dcase import LabelRow, write_metadata_csv
 from glfer_edge.data.synth import SceneConfig, plane_wave, write_dataset
-from glfer_edge.errors import InputError
+from glfer_edge.errors import GlferError, InputError
 from glfer_edge.frontend.module import FOAFrontend
 from glfer_edge.training import (
     FOA_TRANSFORMS, AugmentConfig, SELDAugment, SELDDataset, SELDLoss, TrainConfig, Trainer,
@@ -196,6 +196,15 @@ def test_training_segments_jitter_within_the_file_per_epoch(tmp_path):
     assert ds.segments == first
 
 
+def test_in_memory_dataset_reads_the_same_segments_as_from_disk(tmp_path):
+    _write_recording(tmp_path, "val", "a", 2.5, [LabelRow(3, 1, 0, 90.0, 0.0)])
+    disk, ram = (SELDDataset(tmp_path, TINY_1S, "val", in_memory=m) for m in (False, True))
+    for i in range(len(disk)):  # the last segment is zero-padded past the end of the file
+        for x, y in zip(disk[i], ram[i]):
+            assert torch.equal(x, y)
+    assert torch.all(ram[2][0][:, FS // 2 :] == 0) and ram[2][0][0, 0] > 0
+
+
 def test_dataset_rejects_segments_that_split_an_output_frame(tmp_path):
     _write_recording(tmp_path, "train", "a", 3.0, [])
     with pytest.raises(InputError, match="0.2-s output frames"):
@@ -268,12 +277,25 @@ def test_fit_writes_the_run_and_resume_continues_exactly(synth_root, tmp_path):
         Trainer(TINY_08S, synth_root, tmp_path / "full", _recipe(), progress=False).fit()
 
 
-def test_loader_workers_leave_the_run_unchanged(synth_root, tmp_path):
-    runs = [Trainer(TINY_08S, synth_root, tmp_path / f"w{w}", _recipe(workers=w), progress=False).fit() for w in (0, 2)]
+@pytest.mark.parametrize("option", [{"workers": 2}, {"in_memory": True}], ids=["workers", "in_memory"])
+def test_loader_options_leave_the_run_unchanged(synth_root, tmp_path, option):
+    runs = [Trainer(TINY_08S, synth_root, tmp_path / str(i), _recipe(**o), progress=False).fit()
+            for i, o in enumerate(({}, option))]
     a, b = (load_file(str(r.last_path)) for r in runs)
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
     assert runs[0].history[-1]["val"] == runs[1].history[-1]["val"]  # validation reads through the workers too
+
+
+def test_a_diverged_epoch_stops_the_run_before_it_saves(tmp_path):
+    for name in ("a", "b"):
+        _write_recording(tmp_path, "train", name, 1.0, [LabelRow(0, 0, 0, 0.0, 0.0)])
+    wav = tmp_path / "foa_dev" / "train" / "b.wav"
+    sf.write(wav, np.full((FS, 4), np.nan, dtype=np.float32), FS, subtype="FLOAT")  # a corrupt file
+    trainer = Trainer(TINY_1S, tmp_path, tmp_path / "run", _recipe(val_split=None, augment=None), progress=False)
+    with pytest.raises(GlferError, match="training diverged"):
+        trainer.run_epoch(1)
+    assert not trainer.last_path.exists() and not trainer.best_path.exists()
 
 
 def test_resume_with_more_epochs_continues_on_the_longer_curve(synth_root, tmp_path):
