@@ -17,6 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="class averaging of the SELD error (default: the layout's edition's, macro for 2022+)")
     parser.add_argument("--candidates", default=None,
                         help="comma-separated thresholds to try (default 0.10, 0.15, ..., 0.90)")
+    parser.add_argument("--tta", type=int, default=1, metavar="K",
+                        help="choose for runs with --tta K (1, 2, 4, 8, 16; default 1 = off): averaged views are "
+                             "less confident, so the best threshold moves; a saved model then suits --tta K runs")
     parser.add_argument("--out", default=None,
                         help="write the weights with the chosen threshold here (.safetensors); without it, only report")
     parser.add_argument("--json", action="store_true", help="print the sweep as JSON")
@@ -36,14 +39,15 @@ def run(args: argparse.Namespace) -> int:
     except ValueError:
         raise InputError(
             f"--candidates {args.candidates!r}: give numbers separated by commas, e.g. 0.3,0.4,0.5") from None
-    sweep = sweep_thresholds(args.weights, args.data, args.split, args.layout, candidates, args.average)
+    sweep = sweep_thresholds(args.weights, args.data, args.split, args.layout, candidates, args.average, args.tta)
     if args.out is not None:
         save_with_threshold(args.weights, args.out, sweep, args.data)
     if args.json:
-        print(json.dumps({"best": sweep.best, "split": sweep.split, "average": sweep.average,
+        print(json.dumps({"best": sweep.best, "split": sweep.split, "average": sweep.average, "tta": sweep.tta,
                           "sweep": sweep.table()}, indent=2))
         return 0
-    print(f"SED threshold sweep on split {sweep.split!r} ({sweep.average} averaging)")
+    views = f", test-time augmentation over {sweep.tta} views" if sweep.tta > 1 else ""
+    print(f"SED threshold sweep on split {sweep.split!r} ({sweep.average} averaging{views})")
     print(f"{'threshold':>9} {'ER20':>7} {'F20':>7} {'LE_CD':>7} {'LR_CD':>7} {'SELD':>7}")
     for row in sweep.table():
         mark = "  <- best" if row["threshold"] == sweep.best else ""

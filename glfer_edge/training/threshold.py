@@ -2,8 +2,11 @@
 
 The paper decides at 0.3. A model trained briefly or on other data may be calibrated differently;
 the threshold is then a free parameter of the deployed system, chosen like any hyperparameter on
-validation data, never on the test split. The network runs once; each candidate re-decides its
-probabilities and is scored with the official metrics (``glfer_edge.metrics``). The chosen value is
+validation data, never on the test split. The network runs once, through the deployed inference
+path (``SELDRuntime`` + ``infer_long``, as ``run`` and ``evaluate`` do, with the same test-time
+augmentation: averaging K views makes the probabilities less extreme, so TTA moves the best
+threshold); each candidate re-decides its probabilities and is scored with the official metrics
+(``glfer_edge.metrics``). The chosen value is
 written into the weights' config (``sed_threshold``), so ``run``, ``evaluate`` and every exported
 artifact use it without a flag; the sweep lands in the weights' training provenance.
 """
@@ -16,13 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from glfer_edge import metadata as md
+from glfer_edge.channel_swap import tta_transforms
 from glfer_edge.errors import InputError
 from glfer_edge.metrics import SELDResult, check_average
+from glfer_edge.runtime import SELDRuntime
+from glfer_edge.runtime.segments import infer_long
 from glfer_edge.training.dataset import SELDDataset
-from glfer_edge.training.trainer import predict, score_predictions
+from glfer_edge.training.trainer import score_predictions
 from glfer_edge.weights import load_model, read_metadata, save_weights
 
 __all__ = ["DEFAULT_CANDIDATES", "ThresholdSweep", "sweep_thresholds", "save_with_threshold"]
@@ -37,6 +41,7 @@ class ThresholdSweep:
     split: str
     average: str
     results: dict[float, SELDResult]
+    tta: int = 1  # views averaged at inference (``--tta``)
 
     @property
     def best(self) -> float:
@@ -48,19 +53,23 @@ class ThresholdSweep:
 
 def sweep_thresholds(
     weights: str | Path, data: str | Path, split: str = "val", layout: str = "synth",
-    candidates: tuple[float, ...] = DEFAULT_CANDIDATES, average: str | None = None, batch_size: int = 8,
+    candidates: tuple[float, ...] = DEFAULT_CANDIDATES, average: str | None = None, tta: int = 1,
 ) -> ThresholdSweep:
-    """Run the model once over ``split`` of ``data`` and score every candidate threshold."""
+    """Run the model once over ``split`` of ``data`` (with ``tta`` views) and score every candidate threshold."""
     if not candidates or not all(0.0 < t < 1.0 for t in candidates):
         raise InputError(f"candidate thresholds {candidates} must lie strictly between 0 and 1")
-    model = load_model(weights)
-    dataset = SELDDataset(data, model.config, split, layout=layout)
-    if not dataset.recordings:
-        raise InputError(f"no recordings in split {split!r} of {data}; pass the validation split with --split")
-    average = check_average(dataset.layout.edition, average)
-    outputs, _ = predict(model, dataset, batch_size, torch.device("cpu"))
+    tta_transforms(tta)  # refuse a bad size before the model loads
+    with SELDRuntime.open(weights) as rt:
+        dataset = SELDDataset(data, rt.config, split, layout=layout)
+        if not dataset.recordings:
+            raise InputError(f"no recordings in split {split!r} of {data}; pass the validation split with --split")
+        average = check_average(dataset.layout.edition, average)
+        outputs = []
+        for index, rec in enumerate(dataset.recordings):
+            out = infer_long(rt, dataset.read_audio(index, 0, rec.n_samples), tta=tta)
+            outputs.append((out.sed[0], out.doa[0]))
     results = {t: score_predictions(dataset, outputs, average, t) for t in sorted(set(candidates))}
-    return ThresholdSweep(split, average, results)
+    return ThresholdSweep(split, average, results, tta)
 
 
 def save_with_threshold(weights: str | Path, out: str | Path, sweep: ThresholdSweep, data: str | Path) -> Path:
@@ -70,6 +79,7 @@ def save_with_threshold(weights: str | Path, out: str | Path, sweep: ThresholdSw
     provenance: dict[str, Any] = json.loads(read_metadata(weights).get(md.KEY_TRAINING, "{}"))
     provenance["threshold"] = {
         "chosen": sweep.best, "data": Path(data).resolve().name, "split": sweep.split, "average": sweep.average,
+        "tta": sweep.tta,
         "sweep": [{k: round(float(v), 6) for k, v in row.items()} for row in sweep.table()],
     }
     return save_weights(model, out, extra_metadata={md.KEY_TRAINING: provenance})
