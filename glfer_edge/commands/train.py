@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="torch CPU threads (default: torch's choice); use 1 when other jobs share the cores")
     parser.add_argument("--workers", type=int, default=0,
                         help="DataLoader processes reading the audio (default 0: in the training process); "
-                             "the batches do not depend on it. On a GPU the reads bound an epoch: try 4-8")
+                             "the batches do not depend on it. On a GPU the reads bound an epoch: try 4-8 with --in-memory")
     parser.add_argument("--in-memory", action="store_true",
                         help="read the training and validation audio into RAM once (1.4 GB per hour of audio) "
                              "instead of each segment from disk; the batches are the same")
