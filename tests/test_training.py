@@ -380,6 +380,7 @@ def test_tune_threshold_saves_the_val_best_and_evaluate_then_decides_with_it(tmp
     (["--out", "tuned.pt"], "written as .safetensors"),
     (["--split", "nosuchsplit"], "nosuchsplit"),
     (["--tta", "3"], "TTA size 3"),
+    (["--weights", "model.onnx", "--out", "t.safetensors"], "not a .safetensors file"),
 ])
 def test_tune_threshold_rejects_bad_arguments(synth_root, argv, message, capsys):
     from glfer_edge.weights import default_weights_path

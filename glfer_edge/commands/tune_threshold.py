@@ -8,7 +8,8 @@ import json
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", required=True,
-                        help="model weights (.safetensors), e.g. runs/train/best.safetensors")
+                        help="model weights (.safetensors), e.g. runs/train/best.safetensors; without --out, "
+                             "any artifact the runtime opens (.onnx, .engine)")
     parser.add_argument("--data", required=True, help="DCASE-layout dataset folder holding the validation split")
     parser.add_argument("--split", default="val", help="split to choose on (default val; never the test split)")
     parser.add_argument("--layout", default="synth", choices=("synth", "dcase2021", "starss23"),
@@ -33,6 +34,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.out is not None and not args.out.endswith(".safetensors"):
         raise InputError(f"--out {args.out}: the weights are written as .safetensors; name the file so")
+    if args.out is not None and not args.weights.endswith(".safetensors"):
+        raise InputError(f"--out saves the threshold into reference weights; {args.weights} is not a .safetensors file "
+                         "(sweep it without --out, or pass the weights it was exported from)")
     try:
         candidates = DEFAULT_CANDIDATES if args.candidates is None else tuple(
             float(x) for x in args.candidates.split(","))

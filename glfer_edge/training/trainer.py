@@ -284,12 +284,12 @@ class Trainer:
                             generator=order, **self._loader_options)
         # Loss terms stay on the device until the epoch ends: reading one each step would make the host wait
         # for the GPU, so it could not prepare the next batch meanwhile.
-        sums = torch.zeros(3, device=self.device)
+        sums = torch.zeros(3, dtype=torch.float64, device=self.device)
         bar = tqdm(loader, total=self.steps_per_epoch, desc=f"epoch {epoch}/{self.train_cfg.epochs}",
                    disable=not self.progress, leave=False, unit="step")
         for step, (audio, sed, doa) in enumerate(bar):
             terms = self.train_step(audio, sed, doa, aug)
-            sums += torch.stack(tuple(terms))
+            sums += torch.stack(tuple(terms)).double()
             if self.progress and step % _PROGRESS_EVERY == 0:
                 bar.set_postfix(loss=f"{float(terms.total):.4f}")
         means = (sums / self.steps_per_epoch).tolist()
