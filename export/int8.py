@@ -39,6 +39,7 @@ peak, 24 held-out scenes): agreement 1.0000 and mean DOA angle 0.26 (MinMax), 0.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import inspect
 import io
 import logging
@@ -47,13 +48,15 @@ import tempfile
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import onnx
 
-from glfer_edge.errors import MissingDependencyError
 from glfer_edge.export.int8_cpu import prepare_cpu_graph
 from glfer_edge.export.onnx_meta import set_precision
+
+if TYPE_CHECKING:
+    from onnxruntime.quantization.calibrate import TensorsData
 
 QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
 # Node-name fragments of Conv/MatMul/Gemm nodes kept in float (see the module docstring).
@@ -90,16 +93,10 @@ def quantize_int8(
     The calibration summary (method, source, segments, seed, levels, warnings) lands in the
     artifact metadata; warnings are also emitted when the set is small or silent.
     """
-    import onnxruntime
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import QuantFormat, QuantType
 
     if method not in METHODS:
         raise ValueError(f"unknown calibration method {method!r}; choose one of {', '.join(METHODS)}")
-    if "calibration_cache_path" not in inspect.signature(quantize_static).parameters:
-        raise MissingDependencyError(
-            f"INT8 export needs quantize_static(calibration_cache_path=...) (microsoft/onnxruntime#28221), "
-            f"onnxruntime {onnxruntime.__version__} lacks it; upgrade with: pip install -U onnxruntime"
-        )
     if target not in INT8_TARGETS:
         raise ValueError(f"unknown INT8 target {target!r}; choose one of {', '.join(INT8_TARGETS)}")
     float_scopes = tuple(float_scopes or (FLOAT_SCOPES if target == "tensorrt" else CPU_FLOAT_SCOPES))
@@ -125,11 +122,10 @@ def quantize_int8(
         src, out = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         onnx.save(graph, str(src))  # quantize_static rewrites a ModelProto argument in place
         ranges = _calibrate(src, Path(tmp), reader, method, quantized_nodes, op_types)
-        quantize_static(
-            src, out, None, quant_format=QuantFormat.QDQ, op_types_to_quantize=op_types, per_channel=True,
-            weight_type=QuantType.QInt8,
-            nodes_to_exclude=sorted(excluded), calibrate_method=_ort_method(method), calibration_cache_path=ranges,
-            **options,
+        _quantize_with_ranges(
+            src, out, ranges, reader, Path(tmp), quant_format=QuantFormat.QDQ, op_types_to_quantize=op_types,
+            per_channel=True, weight_type=QuantType.QInt8, nodes_to_exclude=sorted(excluded),
+            calibrate_method=_ort_method(method), **options,
         )
         quantized = onnx.load(str(out))
     summary = {**calibration_summary(reader, method, float_scopes), "target": target}
@@ -148,7 +144,7 @@ def _ort_method(method: str):
 
 def _calibrate(
     model_path: Path, workdir: Path, reader, method: str, quantized_nodes: set[str], op_types: list[str] | None
-) -> Path:
+) -> TensorsData:
     """Activation ranges of the tensors around the quantized nodes only, one reader batch at a time.
 
     ONNX Runtime's own calibration also measures every tensor of the excluded Conv/MatMul nodes:
@@ -177,9 +173,47 @@ def _calibrate(
         reader.set_range(batch, batch + 1)
         calibrator.collect_data(reader)
     reader.rewind()
-    path = workdir / "ranges.json"
-    cal.save_tensors_data(calibrator.compute_data(), path)
-    return path
+    return calibrator.compute_data()
+
+
+def _ort_takes_ranges() -> bool:
+    from onnxruntime.quantization import quantize_static
+
+    return "calibration_cache_path" in inspect.signature(quantize_static).parameters
+
+
+def _quantize_with_ranges(src: Path, out: Path, ranges: TensorsData, reader, workdir: Path, **options: Any) -> None:
+    """``quantize_static`` on precomputed activation ranges (``TensorsData``) instead of its own calibration.
+
+    onnxruntime >= 1.32 takes them as ``calibration_cache_path`` (microsoft/onnxruntime#28221).
+    Older releases (the newest for Python 3.10, JetPack 6's, is 1.23) calibrate inside
+    ``quantize_static`` only, through the ``create_calibrator`` it imports; while they quantize,
+    that name returns a calibrator holding the given ranges, so both paths write the same graph
+    (a test checks it).
+    """
+    from onnxruntime.quantization import calibrate as cal
+
+    # The module, not the function of the same name that onnxruntime.quantization exports.
+    ort_quantize = importlib.import_module("onnxruntime.quantization.quantize")
+    if _ort_takes_ranges():
+        path = workdir / "ranges.json"
+        cal.save_tensors_data(ranges, path)
+        ort_quantize.quantize_static(src, out, None, calibration_cache_path=path, **options)
+        return
+
+    class Precomputed:
+        def collect_data(self, reader) -> None:
+            pass
+
+        def compute_data(self):
+            return ranges
+
+    original = ort_quantize.create_calibrator
+    ort_quantize.create_calibrator = lambda *args, **kwargs: Precomputed()
+    try:
+        ort_quantize.quantize_static(src, out, reader, **options)  # the reader is not read again
+    finally:
+        ort_quantize.create_calibrator = original
 
 
 def calibration_summary(reader, method: str, float_scopes: Iterable[str]) -> dict[str, Any]:

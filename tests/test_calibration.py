@@ -275,6 +275,32 @@ def test_calibration_is_deterministic(fp32, int8, config):
     assert activation_ranges(other) != activation_ranges(int8)
 
 
+@pytest.mark.parametrize("target", ["tensorrt", "cpu"])
+def test_onnxruntime_before_1_32_writes_the_same_graph(fp32, config, target, monkeypatch):
+    """Python 3.10 (JetPack 6) gets onnxruntime <= 1.23, whose quantize_static takes no precomputed ranges:
+    the fallback hands them over through its calibrator and must write the same INT8 graph."""
+    import glfer_edge.export.int8 as int8_module
+
+    if not int8_module._ort_takes_ranges():
+        pytest.skip("this onnxruntime has no calibration_cache_path: the fallback is the only path")
+    class CountingReader(SynthReader):
+        batches = 0
+
+        def get_next(self):
+            batch = super().get_next()
+            self.batches += batch is not None
+            return batch
+
+    official_reader, fallback_reader = (CountingReader(config, MIN_SEGMENTS, seed=0) for _ in range(2))
+    official = quantize_int8(fp32, official_reader, "minmax", target=target)
+    monkeypatch.setattr(int8_module, "_ort_takes_ranges", lambda: False)
+    fallback = quantize_int8(fp32, fallback_reader, "minmax", target=target)
+    # onnxruntime's own calibration would have read the audio a second time
+    assert fallback_reader.batches == official_reader.batches == len(official_reader)
+    assert activation_ranges(fallback) == activation_ranges(official) != {}
+    assert official.graph.SerializeToString() == fallback.graph.SerializeToString()
+
+
 def test_small_or_silent_calibration_sets_warn(fp32, config):
     with pytest.warns(UserWarning) as caught:
         q = quantize_int8(fp32, SynthReader(config, 4, seed=0, levels_dbfs=(-100.0, -95.0)), "minmax")
