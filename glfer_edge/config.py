@@ -128,12 +128,17 @@ class SELDConfig:
     segment_seconds: float = 8.0
     class_names: tuple[str, ...] = STARSS23_CLASSES
     sed_threshold: float = 0.3
+    # Post-processing chosen on validation data with the threshold (``glfer-edge tune-threshold``);
+    # the paper smooths nothing.
+    doa_smoothing_frames: int = 1
 
     def __post_init__(self) -> None:
         if len(self.class_names) != self.model.num_classes:
             raise ValueError(
                 f"{len(self.class_names)} class names for a model with {self.model.num_classes} classes"
             )
+        if self.doa_smoothing_frames < 1 or self.doa_smoothing_frames % 2 == 0:
+            raise ValueError(f"doa_smoothing_frames {self.doa_smoothing_frames} must be odd and >= 1 (1 = off)")
 
     @property
     def segment_samples(self) -> int:

@@ -132,9 +132,9 @@ def score_recordings(
     return metrics.compute()
 
 
-def _seld(out: _Outputs, recordings: Sequence[Recording]) -> dict[str, float]:
-    """ER20, F20, LE_CD, LR_CD and SELD of one side against the labels."""
-    return score_recordings(out.config, recordings, out.sed, out.doa).scores()
+def _seld(config: SELDConfig, out: _Outputs, recordings: Sequence[Recording]) -> dict[str, float]:
+    """ER20, F20, LE_CD, LR_CD and SELD of one side against the labels, decided as ``config`` decides."""
+    return score_recordings(config, recordings, out.sed, out.doa).scores()
 
 
 # -- the report -------------------------------------------------------------------------------
@@ -199,8 +199,9 @@ def compare_artifacts(
         np.concatenate(out_a.sed), np.concatenate(out_a.doa), np.concatenate(out_b.sed), np.concatenate(out_b.doa),
         threshold=ca.sed_threshold,
     )
-    seld_a = _seld(out_a, recordings) if with_seld else None
-    seld_b = _seld(out_b, recordings) if with_seld else None
+    # Both sides decided at A's threshold and DOA smoothing: the deltas are the networks', not the settings'.
+    seld_a = _seld(ca, out_a, recordings) if with_seld else None
+    seld_b = _seld(ca, out_b, recordings) if with_seld else None
     delta = None if seld_a is None or seld_b is None else seld_b["SELD"] - seld_a["SELD"]
     frames = sum(len(s) for s in out_a.sed)
     return ParityReport(

@@ -6,6 +6,12 @@ smoothed by a median filter over ``median_frames`` output frames (odd; 1 = off).
 the probabilities followed by the threshold equals the median of the binary decisions, so the
 filter runs on the decisions.
 
+DOA smoothing: each class's DOA vectors averaged over a centred window of ``doa_smoothing_frames``
+output frames (the config's; odd; 1 = off), weighted by that class's SED probability. The DOA
+loss is masked to active classes, so inactive frames carry arbitrary vectors: the weights keep
+them out of an event's direction. A centred window needs (frames - 1) / 2 frames of look-ahead,
+which a streaming user pays in latency.
+
 Events: maximal runs of active frames of one class. GLFER-Net predicts one DOA per class and frame
 (class-wise regression), so two simultaneous sources of one class are one event; a moving source
 is one event whose ``track_*`` fields follow it frame by frame. DCASE rows are at the 10-fps label
@@ -22,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.ndimage import median_filter
+from scipy.ndimage import median_filter, uniform_filter1d
 
 from glfer_edge._fileio import atomic_path
 from glfer_edge.config import LABEL_HOP_SECONDS, SELDConfig
@@ -30,7 +36,7 @@ from glfer_edge.data.dcase import LabelRow, targets_to_labels, write_metadata_cs
 from glfer_edge.errors import InputError
 
 __all__ = [
-    "Event", "activity", "label_rate_factor", "to_label_rate", "events_from_frames", "detect_events",
+    "Event", "activity", "smooth_doa", "label_rate_factor", "to_label_rate", "events_from_frames", "detect_events",
     "outputs_to_rows", "write_dcase_csv", "write_events_json", "format_events", "doa_to_angles",
 ]
 
@@ -88,12 +94,27 @@ def activity(
     """Boolean (T, C) activity of probabilities (T, C)."""
     if not 0.0 < threshold < 1.0:
         raise InputError(f"threshold {threshold} must be between 0 and 1 (default 0.3)")
-    if median_frames < 1 or median_frames % 2 == 0:
-        raise InputError(f"median filter length {median_frames} must be an odd number of frames >= 1")
+    check_odd_frames(median_frames, "median filter length")
     active = sed >= _thresholds(sed.shape[-1], class_names, threshold, class_thresholds)
     if median_frames > 1 and active.shape[0]:
         active = median_filter(active.astype(np.uint8), size=(median_frames, 1), mode="nearest").astype(bool)
     return active
+
+
+def check_odd_frames(frames: int, what: str) -> None:
+    if frames < 1 or frames % 2 == 0:
+        raise InputError(f"{what} {frames} must be an odd number of frames >= 1 (1 = off)")
+
+
+def smooth_doa(sed: np.ndarray, doa: np.ndarray, frames: int) -> np.ndarray:
+    """DOA vectors (T, C, 3) averaged over ``frames`` centred output frames, weighted by the probabilities (T, C)."""
+    check_odd_frames(frames, "DOA smoothing length")
+    if frames == 1 or not len(doa):
+        return doa
+    weighted = uniform_filter1d(doa * sed[..., None], frames, axis=0, mode="nearest")
+    weight = uniform_filter1d(sed, frames, axis=0, mode="nearest")[..., None]
+    # An active frame's own probability (>= threshold > 0) keeps the weight away from 0.
+    return (weighted / np.maximum(weight, 1e-12)).astype(doa.dtype, copy=False)
 
 
 def label_rate_factor(config: SELDConfig) -> int:
@@ -142,11 +163,13 @@ def _us(seconds: float) -> float:
 
 def detect_events(
     output: Any, index: int = 0, *, threshold: float | None = None, class_thresholds: ClassThresholds | None = None,
-    median_frames: int = 1,
+    median_frames: int = 1, doa_smoothing: int | None = None,
 ) -> list[Event]:
-    """Events of clip ``index`` of a :class:`~glfer_edge.runtime.SELDOutput`."""
+    """Events of clip ``index`` of a :class:`~glfer_edge.runtime.SELDOutput` (``threshold`` and
+    ``doa_smoothing`` default to the config's)."""
     cfg = output.config
-    sed, doa = output.sed[index], output.doa[index]
+    sed = output.sed[index]
+    doa = smooth_doa(sed, output.doa[index], cfg.doa_smoothing_frames if doa_smoothing is None else doa_smoothing)
     active = activity(
         sed, cfg.sed_threshold if threshold is None else threshold, class_thresholds=class_thresholds,
         class_names=output.class_names, median_frames=median_frames,
@@ -156,9 +179,11 @@ def detect_events(
 
 def outputs_to_rows(
     sed: np.ndarray, doa: np.ndarray, config: SELDConfig, *, threshold: float | None = None,
-    class_thresholds: ClassThresholds | None = None, median_frames: int = 1, duration: float | None = None,
+    class_thresholds: ClassThresholds | None = None, median_frames: int = 1, doa_smoothing: int | None = None,
+    duration: float | None = None,
 ) -> list[LabelRow]:
-    """DCASE label rows (10 fps, track 0) of one recording's outputs (T, C) and (T, C, 3) from time 0.
+    """DCASE label rows (10 fps, track 0) of one recording's outputs (T, C) and (T, C, 3) from time 0
+    (``threshold`` and ``doa_smoothing`` default to the config's).
 
     ``duration`` (seconds) drops label frames that start at or after the end of the recording (the
     second half of a last output frame that straddles the end).
@@ -167,6 +192,7 @@ def outputs_to_rows(
         sed, config.sed_threshold if threshold is None else threshold, class_thresholds=class_thresholds,
         class_names=config.class_names, median_frames=median_frames,
     )
+    doa = smooth_doa(sed, doa, config.doa_smoothing_frames if doa_smoothing is None else doa_smoothing)
     factor = label_rate_factor(config)
     rows = targets_to_labels(to_label_rate(active, factor), to_label_rate(doa, factor))
     if duration is None:

@@ -50,6 +50,53 @@ def test_median_filter_removes_blips_and_fills_gaps():
         pp.activity(sed, median_frames=4)
 
 
+def _angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    cos = (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
+    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+
+
+def test_doa_smoothing_averages_active_frames_and_ignores_inactive_ones():
+    sed, doa = _outputs()
+    np.testing.assert_array_equal(pp.smooth_doa(sed, doa, 1), doa)
+    # Frame 5 (azimuth 20 deg) between frames 4 and 6 (10 and 30 deg), equal probabilities: the mean vector.
+    smoothed = pp.smooth_doa(sed, doa, 3)
+    np.testing.assert_allclose(smoothed[5, 2], doa[4:7, 2].mean(axis=0), rtol=1e-6)
+    # Frame 3 (the onset): its inactive neighbour (p 0.1) points at the origin; weighted 0.1 against 0.9 + 0.9.
+    expected = (0.1 * doa[2, 2] + 0.9 * doa[3, 2] + 0.9 * doa[4, 2]) / 1.9
+    np.testing.assert_allclose(smoothed[3, 2], expected, rtol=1e-6)
+    # A wild vector in an inactive frame (the DOA loss is masked there) barely moves the onset's direction.
+    wild = doa.copy()
+    wild[2, 2] = -polar_to_cartesian(np.array([0.0]), np.array([10.0]))[0]
+    sed_off = sed.copy()
+    sed_off[2, 2] = 0.001
+    shift = _angle_deg(pp.smooth_doa(sed_off, wild, 3)[3, 2], pp.smooth_doa(sed, doa, 3)[3, 2])
+    assert shift < 0.5
+    with pytest.raises(InputError, match="odd number of frames"):
+        pp.smooth_doa(sed, doa, 2)
+
+
+def test_doa_smoothing_reduces_frame_noise_on_a_static_source():
+    rng = np.random.default_rng(0)
+    truth = polar_to_cartesian(np.array([60.0]), np.array([20.0]))[0]
+    sed = np.full((200, 1), 0.9, np.float32)
+    doa = (truth + rng.normal(0.0, 0.15, (200, 1, 3))).astype(np.float32)  # about 10 deg of frame noise
+    raw = _angle_deg(doa[:, 0], truth).mean()
+    smoothed = _angle_deg(pp.smooth_doa(sed, doa, 5)[:, 0], truth).mean()
+    # Averaging 5 independent frames divides the noise by about sqrt(5) (the edges average fewer distinct ones).
+    assert 8.0 < raw < 12.0 and smoothed < raw / 1.8
+
+
+def test_rows_and_events_use_the_configs_doa_smoothing():
+    sed, doa = _outputs()
+    smoothed_config = CFG.replace(doa_smoothing_frames=3)
+    rows = pp.outputs_to_rows(sed, doa, smoothed_config)
+    assert rows == pp.outputs_to_rows(sed, pp.smooth_doa(sed, doa, 3), CFG)
+    assert rows != pp.outputs_to_rows(sed, doa, CFG)
+    assert pp.outputs_to_rows(sed, doa, smoothed_config, doa_smoothing=1) == pp.outputs_to_rows(sed, doa, CFG)
+    with pytest.raises(ValueError, match="odd"):
+        CFG.replace(doa_smoothing_frames=4)
+
+
 def test_events_follow_a_moving_source():
     sed, doa = _outputs()
     times = np.arange(len(sed)) * HOP

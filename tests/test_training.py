@@ -353,25 +353,30 @@ def test_tune_threshold_saves_the_val_best_and_evaluate_then_decides_with_it(tmp
     write_dataset(root, 3, SceneConfig(duration_s=8.0), seed=4, split="val", progress=False)
     tuned = tmp_path / "tuned.safetensors"
     rc = main(["tune-threshold", "--weights", str(default_weights_path()), "--data", str(root),
-               "--candidates", "0.15,0.5,0.85", "--out", str(tuned), "--json", "--tta", str(tta)])
+               "--candidates", "0.15,0.5,0.85", "--doa-smoothing", "1,5", "--out", str(tuned), "--json",
+               "--tta", str(tta)])
     assert rc == 0
     report = json.loads(capsys.readouterr().out)
     assert report["tta"] == tta
-    seld = {row["threshold"]: row["SELD"] for row in report["sweep"]}
-    assert set(seld) == {0.15, 0.5, 0.85} and len(set(seld.values())) == 3  # the threshold changes the decisions
-    assert report["best"] == min(seld, key=seld.get)
-    assert read_config(tuned).sed_threshold == report["best"]
-    provenance = json.loads(read_metadata(tuned)["glfer_edge.training"])
-    assert provenance["threshold"]["chosen"] == report["best"] and provenance["threshold"]["split"] == "val"
-    assert provenance["threshold"]["tta"] == tta
+    seld = {(row["threshold"], row["doa_smoothing"]): row["SELD"] for row in report["sweep"]}
+    assert set(seld) == {(t, f) for t in (0.15, 0.5, 0.85) for f in (1, 5)}
+    assert len({seld[t, 1] for t in (0.15, 0.5, 0.85)}) == 3  # the threshold changes the decisions
+    assert all(seld[t, 1] != seld[t, 5] for t in (0.15, 0.5, 0.85))  # the smoothing changes the DOAs
+    best = min(seld, key=seld.get)
+    assert report["best"] == {"threshold": best[0], "doa_smoothing": best[1]}
+    config = read_config(tuned)
+    assert (config.sed_threshold, config.doa_smoothing_frames) == best
+    provenance = json.loads(read_metadata(tuned)["glfer_edge.training"])["threshold"]
+    assert (provenance["chosen"], provenance["doa_smoothing"]) == best and provenance["split"] == "val"
+    assert provenance["tta"] == tta and len(provenance["sweep"]) == 6
     original, saved = load_model(default_weights_path()).state_dict(), load_model(tuned).state_dict()
     assert all(torch.equal(original[k], saved[k]) for k in original)  # only the config changed
     # evaluate decides at the saved threshold without a flag, on the same inference path as the sweep
     assert main(["evaluate", "--model", str(tuned), "--data", str(root), "--split", "val", "--json",
                  "--tta", str(tta)]) == 0
     scored = json.loads(capsys.readouterr().out)
-    best = next(row for row in report["sweep"] if row["threshold"] == report["best"])
-    assert all(scored[k] == pytest.approx(best[k], abs=1e-12) for k in ("ER20", "F20", "LE_CD", "LR_CD", "SELD"))
+    row = next(r for r in report["sweep"] if (r["threshold"], r["doa_smoothing"]) == best)
+    assert all(scored[k] == pytest.approx(row[k], abs=1e-12) for k in ("ER20", "F20", "LE_CD", "LR_CD", "SELD"))
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -380,6 +385,8 @@ def test_tune_threshold_saves_the_val_best_and_evaluate_then_decides_with_it(tmp
     (["--out", "tuned.pt"], "written as .safetensors"),
     (["--split", "nosuchsplit"], "nosuchsplit"),
     (["--tta", "3"], "TTA size 3"),
+    (["--doa-smoothing", "1,4"], "DOA smoothing length 4 must be an odd number"),
+    (["--doa-smoothing", "1;3"], "odd frame counts separated by commas"),
     (["--weights", "model.onnx", "--out", "t.safetensors"], "not a .safetensors file"),
 ])
 def test_tune_threshold_rejects_bad_arguments(synth_root, argv, message, capsys):

@@ -10,6 +10,7 @@ from pathlib import Path
 from glfer_edge.channel_swap import tta_transforms
 from glfer_edge.data.dcase import EDITIONS
 from glfer_edge.errors import InputError
+from glfer_edge.postprocess import check_odd_frames
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,6 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --model: SED threshold (default: the model's, 0.3); tune it on a validation split")
     parser.add_argument("--median", type=int, default=1, metavar="FRAMES",
                         help="with --model: median filter over output frames (odd; 1 = off)")
+    parser.add_argument("--doa-smoothing", type=int, default=None, metavar="FRAMES",
+                        help="with --model: average each class's DOA over FRAMES centred output frames, weighted by "
+                             "its SED probability (odd; 1 = off; default: the model's)")
     parser.add_argument("--tta", type=int, default=1, metavar="K",
                         help="with --model: average over K FOA channel swaps (1, 2, 4, 8, 16; default 1 = off)")
     parser.add_argument("--edition", choices=EDITIONS, default="2023",
@@ -43,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def predict_folder(
     model: str | None, data: str, split: str | None, layout: str, out_dir: Path,
-    threshold: float | None = None, median_frames: int = 1, tta: int = 1,
+    threshold: float | None = None, median_frames: int = 1, tta: int = 1, doa_smoothing: int | None = None,
 ) -> Path:
     """Write the model's DCASE prediction CSVs for every recording of a dataset split; returns the ref folder."""
     from tqdm import tqdm
@@ -63,7 +67,7 @@ def predict_folder(
             out = infer_long(rt, rec.audio, tta=tta)
             duration = rec.audio.shape[-1] / rt.config.features.sample_rate
             rows = outputs_to_rows(out.sed[0], out.doa[0], rt.config, threshold=threshold,
-                                   median_frames=median_frames, duration=duration)
+                                   median_frames=median_frames, doa_smoothing=doa_smoothing, duration=duration)
             write_dcase_csv(out_dir / f"{csv.stem}.csv", rows)
     return pairs[0][1].parent if split else pairs[0][1].parents[1]
 
@@ -72,15 +76,19 @@ def run(args: argparse.Namespace) -> int:
     if args.model is not None:
         if args.data is None:
             raise InputError("--model needs --data DIR (a DCASE-layout dataset); or pass --ref and --pred")
-        tta_transforms(args.tta)  # refuse a bad --tta before the model loads
+        tta_transforms(args.tta)  # refuse bad options before the model loads
+        check_odd_frames(args.median, "--median")
+        if args.doa_smoothing is not None:
+            check_odd_frames(args.doa_smoothing, "--doa-smoothing")
         with tempfile.TemporaryDirectory() as tmp:
             pred = Path(args.pred_out or tmp)
             args.ref = str(predict_folder(args.model, args.data, args.split, args.layout, pred,
-                                          args.threshold, args.median, args.tta))
+                                          args.threshold, args.median, args.tta, args.doa_smoothing))
             args.pred = str(pred)
             return _score(args)
-    if args.threshold is not None or args.median != 1 or args.tta != 1:
-        raise InputError("--threshold, --median and --tta apply to --model runs; --pred CSVs are scored as written")
+    if args.threshold is not None or args.median != 1 or args.tta != 1 or args.doa_smoothing is not None:
+        raise InputError("--threshold, --median, --doa-smoothing and --tta apply to --model runs; "
+                         "--pred CSVs are scored as written")
     if args.ref is None or args.pred is None:
         raise InputError("pass --ref DIR and --pred DIR, or --model PATH and --data DIR")
     return _score(args)

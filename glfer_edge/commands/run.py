@@ -36,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", type=float, default=None, help="SED threshold (default: the model's, 0.3)")
     parser.add_argument("--median", type=int, default=1, metavar="FRAMES",
                         help="median filter over output frames (odd; 1 = off)")
+    parser.add_argument("--doa-smoothing", type=int, default=None, metavar="FRAMES",
+                        help="average each class's DOA over FRAMES centred output frames, weighted by its SED "
+                             "probability (odd; 1 = off; default: the model's)")
     parser.add_argument("--batch", type=int, default=None,
                         help="segments per inference call (default 8, within the model's batch range)")
     parser.add_argument("--tta", type=int, default=1, metavar="K",
@@ -70,11 +73,13 @@ def _check_args(args: argparse.Namespace) -> None:
     from glfer_edge.channel_swap import tta_transforms
     from glfer_edge.errors import InputError
     from glfer_edge.metrics import check_average
+    from glfer_edge.postprocess import check_odd_frames
 
     if args.threshold is not None and not 0.0 < args.threshold < 1.0:
         raise InputError(f"--threshold {args.threshold} must be between 0 and 1 (default 0.3)")
-    if args.median < 1 or args.median % 2 == 0:
-        raise InputError(f"--median {args.median} must be an odd number of frames >= 1 (1 = off)")
+    check_odd_frames(args.median, "--median")
+    if args.doa_smoothing is not None:
+        check_odd_frames(args.doa_smoothing, "--doa-smoothing")
     if args.batch is not None and args.batch < 1:
         raise InputError(f"--batch {args.batch} must be at least 1")
     tta_transforms(args.tta)  # refuses a --tta other than 1, 2, 4, 8, 16
@@ -145,12 +150,13 @@ def _report(output, reference, duration: float, args: argparse.Namespace) -> Non
 
     cfg = output.config
     threshold = cfg.sed_threshold if args.threshold is None else args.threshold
-    active = pp.activity(output.sed[0], threshold, class_names=cfg.class_names, median_frames=args.median)
-    events = pp.events_from_frames(
-        active, output.sed[0], output.doa[0], output.frame_times, cfg.output_hop_seconds, cfg.class_names
-    )
-    rows = pp.outputs_to_rows(output.sed[0], output.doa[0], cfg, threshold=threshold, median_frames=args.median,
-                              duration=duration)
+    sed = output.sed[0]
+    smoothing = cfg.doa_smoothing_frames if args.doa_smoothing is None else args.doa_smoothing
+    doa = pp.smooth_doa(sed, output.doa[0], smoothing)
+    active = pp.activity(sed, threshold, class_names=cfg.class_names, median_frames=args.median)
+    events = pp.events_from_frames(active, sed, doa, output.frame_times, cfg.output_hop_seconds, cfg.class_names)
+    rows = pp.outputs_to_rows(sed, doa, cfg, threshold=threshold, median_frames=args.median, doa_smoothing=1,
+                              duration=duration)  # doa is smoothed already
     as_json = args.json or (args.out is not None and args.out.suffix.lower() == ".json")
     if as_json and args.out is None:
         print(json.dumps({"events": [e.to_dict() for e in events]}, indent=2))
@@ -167,7 +173,7 @@ def _report(output, reference, duration: float, args: argparse.Namespace) -> Non
     if args.plot is not None:
         from glfer_edge.plot import plot_seld
 
-        plot_seld(args.plot, active, output.doa[0], output.frame_times, cfg.output_hop_seconds, cfg.class_names,
+        plot_seld(args.plot, active, doa, output.frame_times, cfg.output_hop_seconds, cfg.class_names,
                   reference=reference)
         _note(f"wrote {args.plot}")
 

@@ -1,4 +1,5 @@
-"""``glfer-edge tune-threshold``: choose a model's SED threshold on a validation split, save it with the weights."""
+"""``glfer-edge tune-threshold``: choose a model's SED threshold and DOA smoothing on a validation split, save them
+with the weights."""
 
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="class averaging of the SELD error (default: the layout's edition's, macro for 2022+)")
     parser.add_argument("--candidates", default=None,
                         help="comma-separated thresholds to try (default 0.10, 0.15, ..., 0.90)")
+    parser.add_argument("--doa-smoothing", default=None, metavar="FRAMES",
+                        help="comma-separated DOA smoothing lengths to try with every threshold (odd output frames; "
+                             "default 1, 3, 5, 7, 9; 1 = off)")
     parser.add_argument("--tta", type=int, default=1, metavar="K",
                         help="choose for runs with --tta K (1, 2, 4, 8, 16; default 1 = off): averaged views are "
                              "less confident, so the best threshold moves; a saved model then suits --tta K runs")
@@ -30,7 +34,9 @@ def run(args: argparse.Namespace) -> int:
     from glfer_edge.errors import InputError, require
 
     require("torch", "torch", "threshold tuning")
-    from glfer_edge.training.threshold import DEFAULT_CANDIDATES, save_with_threshold, sweep_thresholds
+    from glfer_edge.training.threshold import (
+        DEFAULT_CANDIDATES, DEFAULT_DOA_SMOOTHING, save_with_threshold, sweep_thresholds,
+    )
 
     if args.out is not None and not args.out.endswith(".safetensors"):
         raise InputError(f"--out {args.out}: the weights are written as .safetensors; name the file so")
@@ -43,19 +49,28 @@ def run(args: argparse.Namespace) -> int:
     except ValueError:
         raise InputError(
             f"--candidates {args.candidates!r}: give numbers separated by commas, e.g. 0.3,0.4,0.5") from None
-    sweep = sweep_thresholds(args.weights, args.data, args.split, args.layout, candidates, args.average, args.tta)
+    try:
+        smoothing = DEFAULT_DOA_SMOOTHING if args.doa_smoothing is None else tuple(
+            int(x) for x in args.doa_smoothing.split(","))
+    except ValueError:
+        raise InputError(
+            f"--doa-smoothing {args.doa_smoothing!r}: give odd frame counts separated by commas, e.g. 1,3,5") from None
+    sweep = sweep_thresholds(args.weights, args.data, args.split, args.layout, candidates, args.average, args.tta,
+                             smoothing)
+    threshold, frames = sweep.best
     if args.out is not None:
         save_with_threshold(args.weights, args.out, sweep, args.data)
     if args.json:
-        print(json.dumps({"best": sweep.best, "split": sweep.split, "average": sweep.average, "tta": sweep.tta,
-                          "sweep": sweep.table()}, indent=2))
+        print(json.dumps({"best": {"threshold": threshold, "doa_smoothing": frames}, "split": sweep.split,
+                          "average": sweep.average, "tta": sweep.tta, "sweep": sweep.table()}, indent=2))
         return 0
     views = f", test-time augmentation over {sweep.tta} views" if sweep.tta > 1 else ""
-    print(f"SED threshold sweep on split {sweep.split!r} ({sweep.average} averaging{views})")
-    print(f"{'threshold':>9} {'ER20':>7} {'F20':>7} {'LE_CD':>7} {'LR_CD':>7} {'SELD':>7}")
+    print(f"SED threshold x DOA smoothing sweep on split {sweep.split!r} ({sweep.average} averaging{views})")
+    print(f"{'threshold':>9} {'DOA smoothing':>13} {'ER20':>7} {'F20':>7} {'LE_CD':>7} {'LR_CD':>7} {'SELD':>7}")
     for row in sweep.table():
-        mark = "  <- best" if row["threshold"] == sweep.best else ""
-        print(f"{row['threshold']:9.2f} {row['ER20']:7.3f} {100 * row['F20']:6.1f}% {row['LE_CD']:6.1f}° "
-              f"{100 * row['LR_CD']:6.1f}% {row['SELD']:7.3f}{mark}")
-    print(f"chosen: {sweep.best:.2f}" + (f"; saved in {args.out}" if args.out else " (pass --out to save it)"))
+        mark = "  <- best" if (row["threshold"], row["doa_smoothing"]) == sweep.best else ""
+        print(f"{row['threshold']:9.2f} {row['doa_smoothing']:13d} {row['ER20']:7.3f} {100 * row['F20']:6.1f}% "
+              f"{row['LE_CD']:6.1f}° {100 * row['LR_CD']:6.1f}% {row['SELD']:7.3f}{mark}")
+    print(f"chosen: threshold {threshold:.2f}, DOA smoothing {frames} frame(s)"
+          + (f"; saved in {args.out}" if args.out else " (pass --out to save them)"))
     return 0

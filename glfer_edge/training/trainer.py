@@ -382,14 +382,16 @@ class Trainer:
 
 def score_predictions(
     dataset: SELDDataset, outputs: list[tuple[np.ndarray, np.ndarray]], average: str, threshold: float | None = None,
+    doa_smoothing: int | None = None,
 ) -> SELDResult:
     """Official SELD metrics of ``predict``'s outputs against the dataset's labels, decided at ``threshold``
-    (default: the config's)."""
+    with ``doa_smoothing`` (default: the config's)."""
     config, fs = dataset.config, dataset.config.features.sample_rate
     metrics = SELDMetrics(config.model.num_classes, edition=dataset.layout.edition, average=average)
     for rec, (sed, doa) in zip(dataset.recordings, outputs):
         if rec.rows or rec.last_frame is not None:  # the official scorer cannot score an empty file
-            rows = outputs_to_rows(sed, doa, config, threshold=threshold, duration=rec.n_samples / fs)
+            rows = outputs_to_rows(sed, doa, config, threshold=threshold, doa_smoothing=doa_smoothing,
+                                   duration=rec.n_samples / fs)
             metrics.update(rec.rows, rows, ref_last_frame=rec.last_frame)
     return metrics.compute()
 
