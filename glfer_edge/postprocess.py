@@ -1,4 +1,5 @@
-"""Network outputs -> decisions: thresholding, median filtering, events, DCASE rows, CSV/JSON writers.
+"""Network outputs -> decisions: thresholding, median filtering, DOA smoothing, events, DCASE rows, CSV/JSON
+writers.
 
 Frame-wise decision: class c is active in output frame t when ``sed[t, c] >= threshold`` (0.3 by
 default, the config's ``sed_threshold``; per-class overrides by name or index), optionally
@@ -102,6 +103,7 @@ def activity(
 
 
 def check_odd_frames(frames: int, what: str) -> None:
+    """Refuse a window length that is not an odd number of frames >= 1 (centred windows), naming ``what``."""
     if frames < 1 or frames % 2 == 0:
         raise InputError(f"{what} {frames} must be an odd number of frames >= 1 (1 = off)")
 

@@ -438,4 +438,5 @@ def test_cli_scores_a_model_over_a_dataset(tmp_path, capsys):
         rows[threshold] = sum(len(read_metadata_csv(p)) for p in sorted(pred.glob("*.csv")))
     assert rows["0.1"] > rows["0.3"] > rows["0.9"]  # the threshold reaches the decisions
     assert main(["evaluate", "--ref", str(data / "metadata_dev" / "val"), "--pred", str(pred), "--threshold", "0.5"]) == 2
-    assert capsys.readouterr().err.startswith("error: --threshold, --median, --doa-smoothing and --tta apply to --model")
+    err = capsys.readouterr().err
+    assert err.startswith("error: --threshold, --median, --doa-smoothing and --tta apply to --model")

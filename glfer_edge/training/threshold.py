@@ -92,6 +92,7 @@ def save_with_threshold(weights: str | Path, out: str | Path, sweep: ThresholdSw
     provenance["threshold"] = {
         "chosen": threshold, "doa_smoothing": frames, "data": Path(data).resolve().name, "split": sweep.split,
         "average": sweep.average, "tta": sweep.tta,
-        "sweep": [{k: v if isinstance(v, int) else round(float(v), 6) for k, v in row.items()} for row in sweep.table()],
+        "sweep": [{k: v if isinstance(v, int) else round(float(v), 6) for k, v in row.items()}
+                  for row in sweep.table()],
     }
     return save_weights(model, out, extra_metadata={md.KEY_TRAINING: provenance})
