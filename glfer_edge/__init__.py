@@ -39,7 +39,14 @@ __all__ = [
 ]
 
 
+_NEEDS_TORCH = {"GLFERNet"}  # a deploy install (no [torch] extra) gets the pip command, not a bare ImportError
+
+
 def __getattr__(name: str) -> Any:
+    if name in _NEEDS_TORCH:
+        from glfer_edge.errors import require
+
+        require("torch", "torch", f"glfer_edge.{name}")
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'glfer_edge' has no attribute {name!r}")

@@ -37,6 +37,9 @@ def small_config(segment_seconds: float = 1.0, small_features: bool = True) -> S
 
 def session_artifacts(segment_seconds: float = 1.0, small_features: bool = True) -> Artifacts:
     """Artifacts shared by every test of this pytest process (an export takes seconds)."""
+    import pytest
+
+    pytest.importorskip("torch", reason="exporting the test model needs the build-time extra glfer-edge[torch]")
     key = (segment_seconds, small_features)
     if key not in _SESSION:
         directory = Path(tempfile.mkdtemp(prefix="glfer_rt_"))

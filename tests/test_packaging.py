@@ -59,9 +59,20 @@ def test_torch_commands_fail_with_an_install_hint_without_torch() -> None:
 
 
 def test_every_public_name_resolves() -> None:
-    import glfer_edge
+    """Every name resolves; on a deploy install (no torch) the torch-backed ones say which extra to install."""
+    import importlib.util
 
-    missing = [name for name in glfer_edge.__all__ if not hasattr(glfer_edge, name)]
+    import glfer_edge
+    from glfer_edge.errors import MissingDependencyError
+
+    missing = []
+    for name in glfer_edge.__all__:
+        try:
+            getattr(glfer_edge, name)
+        except AttributeError:
+            missing.append(name)
+        except MissingDependencyError as exc:
+            assert importlib.util.find_spec("torch") is None and "pip install 'glfer-edge[torch]'" in str(exc)
     assert not missing, f"glfer_edge.__all__ lists names that do not exist: {missing}"
 
 
