@@ -126,6 +126,7 @@ def test_engine_from_another_tensorrt(capsys, tmp_path, art):
 @pytest.mark.parametrize("extra, word", [
     (("--threshold", "1.5"), "threshold"),
     (("--median", "2"), "odd"),
+    (("--doa-smoothing", "0"), "--doa-smoothing 0 must be an odd number"),
     (("--tta", "3"), "1, 2, 4, 8, 16"),
     (("--edition", "2021", "--average", "macro"), "micro-averaged only"),
     (("--demo",), "not both"),

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from glfer_edge.errors import InputError, require
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", required=True,
@@ -26,13 +28,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="choose for runs with --tta K (1, 2, 4, 8, 16; default 1 = off): averaged views are "
                              "less confident, so the best threshold moves; a saved model then suits --tta K runs")
     parser.add_argument("--out", default=None,
-                        help="write the weights with the chosen threshold here (.safetensors); without it, only report")
+                        help="write the weights with the chosen threshold and DOA smoothing here (.safetensors); "
+                             "without it, only report")
     parser.add_argument("--json", action="store_true", help="print the sweep as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
-    from glfer_edge.errors import InputError, require
-
     require("torch", "torch", "threshold tuning")
     from glfer_edge.training.threshold import (
         DEFAULT_CANDIDATES, DEFAULT_DOA_SMOOTHING, save_with_threshold, sweep_thresholds,
@@ -43,18 +44,9 @@ def run(args: argparse.Namespace) -> int:
     if args.out is not None and not args.weights.endswith(".safetensors"):
         raise InputError(f"--out saves the threshold into reference weights; {args.weights} is not a .safetensors file "
                          "(sweep it without --out, or pass the weights it was exported from)")
-    try:
-        candidates = DEFAULT_CANDIDATES if args.candidates is None else tuple(
-            float(x) for x in args.candidates.split(","))
-    except ValueError:
-        raise InputError(
-            f"--candidates {args.candidates!r}: give numbers separated by commas, e.g. 0.3,0.4,0.5") from None
-    try:
-        smoothing = DEFAULT_DOA_SMOOTHING if args.doa_smoothing is None else tuple(
-            int(x) for x in args.doa_smoothing.split(","))
-    except ValueError:
-        raise InputError(
-            f"--doa-smoothing {args.doa_smoothing!r}: give odd frame counts separated by commas, e.g. 1,3,5") from None
+    candidates = _comma_list("--candidates", args.candidates, float, DEFAULT_CANDIDATES, "numbers", "0.3,0.4,0.5")
+    smoothing = _comma_list("--doa-smoothing", args.doa_smoothing, int, DEFAULT_DOA_SMOOTHING, "odd frame counts",
+                            "1,3,5")
     sweep = sweep_thresholds(args.weights, args.data, args.split, args.layout, candidates, args.average, args.tta,
                              smoothing)
     threshold, frames = sweep.best
@@ -74,3 +66,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"chosen: threshold {threshold:.2f}, DOA smoothing {frames} frame(s)"
           + (f"; saved in {args.out}" if args.out else " (pass --out to save them)"))
     return 0
+
+
+def _comma_list(flag: str, text: str | None, convert: type, default: tuple, what: str, example: str) -> tuple:
+    """A comma-separated option as a tuple of ``convert``ed values; ``default`` when the option is absent."""
+    if text is None:
+        return default
+    try:
+        return tuple(convert(x) for x in text.split(","))
+    except ValueError:
+        raise InputError(f"{flag} {text!r}: give {what} separated by commas, e.g. {example}") from None
