@@ -168,7 +168,8 @@ def detect_events(
     median_frames: int = 1, doa_smoothing: int | None = None,
 ) -> list[Event]:
     """Events of clip ``index`` of a :class:`~glfer_edge.runtime.SELDOutput` (``threshold`` and
-    ``doa_smoothing`` default to the config's)."""
+    ``doa_smoothing`` default to the config's). On the few frames a ``StreamingSELD.push`` returns,
+    the smoothing window stops at the chunk's edges; ``doa_smoothing=1`` keeps the raw directions."""
     cfg = output.config
     sed = output.sed[index]
     doa = smooth_doa(sed, output.doa[index], cfg.doa_smoothing_frames if doa_smoothing is None else doa_smoothing)
