@@ -24,7 +24,7 @@ from glfer_edge import metadata as md
 from glfer_edge.channel_swap import tta_transforms
 from glfer_edge.errors import InputError
 from glfer_edge.metrics import SELDResult, check_average
-from glfer_edge.postprocess import check_odd_frames
+from glfer_edge.postprocess import check_odd_frames, smooth_doa
 from glfer_edge.runtime import SELDRuntime
 from glfer_edge.runtime.segments import infer_long
 from glfer_edge.training.dataset import SELDDataset
@@ -78,8 +78,11 @@ def sweep_thresholds(
         for index, rec in enumerate(dataset.recordings):
             out = infer_long(rt, dataset.read_audio(index, 0, rec.n_samples), tta=tta)
             outputs.append((out.sed[0], out.doa[0]))
-    results = {(t, f): score_predictions(dataset, outputs, average, t, f)
-               for t in sorted(set(candidates)) for f in sorted(set(doa_smoothing))}
+    results = {}
+    for f in sorted(set(doa_smoothing)):  # smooth once per length; every threshold re-decides the same DOAs
+        smoothed = [(sed, smooth_doa(sed, doa, f)) for sed, doa in outputs]
+        for t in sorted(set(candidates)):
+            results[t, f] = score_predictions(dataset, smoothed, average, t, doa_smoothing=1)
     return ThresholdSweep(split, average, results, tta)
 
 
