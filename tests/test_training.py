@@ -308,6 +308,41 @@ def test_resume_with_more_epochs_continues_on_the_longer_curve(synth_root, tmp_p
     assert longer.optimizer.param_groups[0]["lr"] == pytest.approx(3e-3 * 0.5 * (1 + math.cos(math.pi / 2)))
 
 
+def test_fine_tuning_starts_from_the_weights_and_keeps_their_statistics(synth_root, tmp_path, capsys):
+    from glfer_edge.metadata import sha256_file
+    from glfer_edge.weights import load_model, read_metadata
+
+    parent = Trainer(TINY_08S, synth_root, tmp_path / "parent", _recipe(epochs=1), progress=False).fit()
+    # Other scenes: statistics refitted on them would differ from the parent's.
+    other = tmp_path / "other-scenes"
+    write_dataset(other, 2, SceneConfig(duration_s=1.0, max_polyphony=2), seed=7, split="train", progress=False)
+    child = Trainer(TINY_08S, other, tmp_path / "child",
+                    _recipe(epochs=1, val_split=None, init_weights=str(parent.best_path)), progress=False)
+    start = load_file(str(parent.best_path))
+    for key, value in child.model.state_dict().items():
+        torch.testing.assert_close(value, start[key], rtol=0, atol=0, msg=key)
+    result = child.fit()
+    tuned = load_model(result.last_path)
+    torch.testing.assert_close(tuned.frontend.mean, start["frontend.mean"], rtol=0, atol=0)
+    torch.testing.assert_close(tuned.frontend.std, start["frontend.std"], rtol=0, atol=0)
+    assert any(not torch.equal(v, start[k]) for k, v in tuned.state_dict().items())  # and the network trained
+    provenance = json.loads(read_metadata(result.best_path)["glfer_edge.training"])
+    assert provenance["init_weights"]["sha256"] == sha256_file(parent.best_path)
+    assert provenance["init_weights"]["training"]["epoch"] == parent.best_epoch
+    assert "standardization statistics kept" in (tmp_path / "child" / "train.log").read_text()
+
+    with pytest.raises(InputError, match="differ from preset 'small'"):
+        Trainer(get_preset("small").replace(segment_seconds=0.8), synth_root, tmp_path / "other",
+                _recipe(init_weights=str(parent.best_path)), progress=False)
+    # The CLI takes the weights' own preset, segment length and decision settings.
+    argv = ["train", "--data", str(synth_root), "--init-weights", str(parent.best_path), "--epochs", "1",
+            "--batch-size", "2", "--threads", "1", "--out", str(tmp_path / "cli"), "--quiet"]
+    assert main(argv) == 0
+    assert load_model(tmp_path / "cli" / "last.safetensors").config == load_model(parent.best_path).config
+    assert main(argv[:-3] + ["--preset", "small", "--out", str(tmp_path / "cli2")]) == 2
+    assert "holds a 'tiny' network, not 'small'; omit --preset" in capsys.readouterr().err
+
+
 def test_preset_with_other_class_count_is_refused(synth_root, tmp_path):
     with pytest.raises(InputError, match="13 classes"):
         Trainer(get_preset("paper-dcase2021"), synth_root, tmp_path, _recipe(), progress=False)

@@ -7,7 +7,11 @@ import argparse
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="dataset folder with foa_dev/<split>/*.wav and metadata_dev/<split>/*.csv")
-    parser.add_argument("--preset", default="tiny", help="model preset (tiny, paper, ...; see glfer-edge info); default tiny")
+    parser.add_argument("--preset", default=None,
+                        help="model preset (tiny, paper, ...; see glfer-edge info); default tiny, or the --init-weights' own")
+    parser.add_argument("--init-weights", default=None, metavar="WEIGHTS",
+                        help="start from these .safetensors weights instead of a random initialisation (fine-tuning); "
+                             "their preset, decision settings and standardization statistics are kept")
     parser.add_argument("--layout", default="synth", choices=("synth", "dcase2021", "starss23"),
                         help="dataset layout: class list, CSV edition and split names (default synth)")
     parser.add_argument("--out", default="runs/train", help="output folder (default runs/train)")
@@ -51,14 +55,22 @@ def run(args: argparse.Namespace) -> int:
     from glfer_edge.training import AugmentConfig, TrainConfig, Trainer
 
     try:
-        config = get_preset(args.preset)
+        config = get_preset(args.preset or "tiny")
     except ValueError as exc:
         raise InputError(str(exc)) from None
+    if args.init_weights is not None:
+        from glfer_edge.weights import read_config
+
+        # The weights' config, decision settings included; a --preset beside it must name the same network.
+        preset, config = config, read_config(args.init_weights)
+        if args.preset is not None and (preset.model, preset.features) != (config.model, config.features):
+            raise InputError(f"{args.init_weights} holds a '{config.name}' network, not '{preset.name}'; omit --preset")
     recipe = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, sed_weight=args.sed_weight, doa_loss=args.doa_loss,
         augment=None if args.no_augment else AugmentConfig(), layout=args.layout,
         train_split=args.train_split, val_split=None if args.val_split.lower() == "none" else args.val_split,
-        train_hop_seconds=args.train_hop, seed=args.seed, device=args.device, num_threads=args.threads, workers=args.workers,
+        train_hop_seconds=args.train_hop, seed=args.seed, init_weights=args.init_weights, device=args.device,
+        num_threads=args.threads, workers=args.workers,
         in_memory=args.in_memory,
         max_minutes=args.max_minutes, compile=args.compile, bf16=args.bf16,
     )

@@ -8,7 +8,8 @@ config, each 5-fps output frame repeated to two 10-fps label frames) and the wei
 lowest SELD error are kept.
 
 Standardization statistics are fitted on the training split only (unstandardized features of the
-whole files) and travel in the weights as frontend buffers.
+whole files) and travel in the weights as frontend buffers. A run started from trained weights
+(``init_weights``: fine-tuning) keeps their statistics, because its network learned on those features.
 
 Files in the output folder: ``best.safetensors`` (weights + config + training provenance),
 ``last.safetensors`` (weights after the last finished epoch) with ``last_state.safetensors``
@@ -74,6 +75,9 @@ class TrainConfig:
     average: str | None = None  # metric averaging; None: macro (2022/2023) or micro (2021)
     train_hop_seconds: float | None = None  # None: the segment length (non-overlapping)
     seed: int = 2021
+    # Start from these weights instead of a random initialisation (fine-tuning); their architecture must
+    # match the config, and their standardization statistics are kept instead of refitted.
+    init_weights: str | None = None
     device: str = "cpu"
     num_threads: int | None = None
     # DataLoader processes reading segments; a segment depends only on (seed, epoch, index), so the
@@ -162,6 +166,7 @@ class Trainer:
             )
         torch.manual_seed(train.seed)
         self.model = GLFERNet(self.config).to(self.device)
+        self.init_provenance = None if train.init_weights is None else self._initialise(Path(train.init_weights))
         self.loss_fn = SELDLoss(train.sed_weight, train.doa_loss)
         # Only the training forward is compiled (fixed batch shape, training mode); validation runs eager.
         self._train_logits = torch.compile(self.model.logits) if train.compile else self.model.logits
@@ -200,7 +205,11 @@ class Trainer:
             raise InputError(f"{self.out_dir} already holds a training run; pass --resume to continue it or choose another --out")
         else:
             self._describe()
-            self.fit_statistics()
+            if self.init_provenance is None:
+                self.fit_statistics()
+            else:
+                self.log(f"initialised from {self.train_cfg.init_weights} (sha256 {self.init_provenance['sha256'][:12]}); "
+                         "standardization statistics kept from it")
         stopped_early = False
         durations: list[float] = []
         last = self.train_cfg.epochs if stop_after is None else min(stop_after, self.train_cfg.epochs)
@@ -221,6 +230,19 @@ class Trainer:
             f"({len(self.train_set)} segments, {self.steps_per_epoch} steps/epoch), "
             f"{0 if self.val_set is None else len(self.val_set.recordings)} validation files; device {self.device}"
         )
+
+    def _initialise(self, path: Path) -> dict[str, Any]:
+        """Load ``path``'s tensors (statistics included) into the model; returns their provenance."""
+        init = load_model(path)
+        for part in ("model", "features"):
+            if getattr(init.config, part) != getattr(self.config, part):
+                raise InputError(
+                    f"{path} holds a '{init.config.name}' network whose {part} settings differ from preset "
+                    f"'{self.config.name}'; omit --preset to train with the weights' own"
+                )
+        self.model.load_state_dict(init.state_dict())
+        parent = read_metadata(path).get(md.KEY_TRAINING)
+        return {"file": path.name, "sha256": md.sha256_file(path), "training": parent and json.loads(parent)}
 
     def fit_statistics(self) -> None:
         """Fit the frontend's standardization statistics on the training split (whole files)."""
@@ -334,6 +356,7 @@ class Trainer:
             "train_files": len(self.train_set.recordings),
             "val_files": 0 if self.val_set is None else len(self.val_set.recordings),
             "recipe": self.train_cfg.to_dict(), "torch": torch.__version__,
+            **({} if self.init_provenance is None else {"init_weights": self.init_provenance}),
         }
 
     def save_last(self) -> None:
