@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from glfer_edge.channel_swap import TTA_SIZES
+
 # Class lists of the datasets the paper evaluates on (DCASE Task 3 development sets).
 STARSS23_CLASSES: tuple[str, ...] = (
     "femaleSpeech", "maleSpeech", "clapping", "telephone", "laughter", "domesticSounds",
@@ -131,14 +133,36 @@ class SELDConfig:
     # Post-processing chosen on validation data with the threshold (``glfer-edge tune-threshold``);
     # the paper smooths nothing.
     doa_smoothing_frames: int = 1
+    # (views, SED threshold, DOA smoothing frames) chosen with ``tune-threshold --tta K`` for outputs
+    # averaged over K test-time-augmentation views, which are less confident and steadier than one view's.
+    tta_decisions: tuple[tuple[int, float, int], ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.class_names) != self.model.num_classes:
             raise ValueError(
                 f"{len(self.class_names)} class names for a model with {self.model.num_classes} classes"
             )
-        if self.doa_smoothing_frames < 1 or self.doa_smoothing_frames % 2 == 0:
-            raise ValueError(f"doa_smoothing_frames {self.doa_smoothing_frames} must be odd and >= 1 (1 = off)")
+        for frames in (self.doa_smoothing_frames, *(f for _, _, f in self.tta_decisions)):
+            if frames < 1 or frames % 2 == 0:
+                raise ValueError(f"DOA smoothing of {frames} frames: must be odd and >= 1 (1 = off)")
+        views = [v for v, _, _ in self.tta_decisions]
+        if len(set(views)) != len(views) or not all(v in TTA_SIZES[1:] for v in views):
+            raise ValueError(f"tta_decisions views {views}: each one of {TTA_SIZES[1:]}, at most once")
+        if not all(0.0 < t < 1.0 for _, t, _ in self.tta_decisions):
+            raise ValueError(f"tta_decisions {self.tta_decisions}: thresholds must lie between 0 and 1")
+
+    def decision(self, views: int = 1) -> tuple[float, int]:
+        """(SED threshold, DOA smoothing frames) for outputs averaged over ``views`` TTA views: the pair
+        tuned for that many views, else the single-view pair."""
+        tuned = {v: (t, f) for v, t, f in self.tta_decisions}
+        return tuned.get(views, (self.sed_threshold, self.doa_smoothing_frames))
+
+    def with_decision(self, views: int, threshold: float, doa_smoothing_frames: int) -> "SELDConfig":
+        """A copy that decides outputs of ``views`` views at this pair (views 1: the single-view pair)."""
+        if views == 1:
+            return self.replace(sed_threshold=threshold, doa_smoothing_frames=doa_smoothing_frames)
+        others = tuple(d for d in self.tta_decisions if d[0] != views)
+        return self.replace(tta_decisions=tuple(sorted((*others, (views, threshold, doa_smoothing_frames)))))
 
     @property
     def segment_samples(self) -> int:
@@ -184,6 +208,8 @@ class SELDConfig:
             raise ValueError(f"unknown SELDConfig fields {sorted(unknown)}: produced by a newer glfer-edge?")
         if "class_names" in d:
             d["class_names"] = tuple(d["class_names"])
+        if "tta_decisions" in d:
+            d["tta_decisions"] = tuple((int(v), float(t), int(f)) for v, t, f in d["tta_decisions"])
         return cls(features=features, model=model, **d)
 
     @classmethod

@@ -168,34 +168,36 @@ def detect_events(
     median_frames: int = 1, doa_smoothing: int | None = None,
 ) -> list[Event]:
     """Events of clip ``index`` of a :class:`~glfer_edge.runtime.SELDOutput` (``threshold`` and
-    ``doa_smoothing`` default to the config's). On the few frames a ``StreamingSELD.push`` returns,
-    the smoothing window stops at the chunk's edges; ``doa_smoothing=1`` keeps the raw directions."""
-    cfg = output.config
+    ``doa_smoothing`` default to the config's pair for the output's TTA views). On the few frames a
+    ``StreamingSELD.push`` returns, the smoothing window stops at the chunk's edges; ``doa_smoothing=1``
+    keeps the raw directions."""
+    tuned_threshold, tuned_smoothing = output.config.decision(output.views)
     sed = output.sed[index]
-    doa = smooth_doa(sed, output.doa[index], cfg.doa_smoothing_frames if doa_smoothing is None else doa_smoothing)
+    doa = smooth_doa(sed, output.doa[index], tuned_smoothing if doa_smoothing is None else doa_smoothing)
     active = activity(
-        sed, cfg.sed_threshold if threshold is None else threshold, class_thresholds=class_thresholds,
+        sed, tuned_threshold if threshold is None else threshold, class_thresholds=class_thresholds,
         class_names=output.class_names, median_frames=median_frames,
     )
-    return events_from_frames(active, sed, doa, output.frame_times, cfg.output_hop_seconds, output.class_names)
+    return events_from_frames(active, sed, doa, output.frame_times, output.config.output_hop_seconds, output.class_names)
 
 
 def outputs_to_rows(
     sed: np.ndarray, doa: np.ndarray, config: SELDConfig, *, threshold: float | None = None,
     class_thresholds: ClassThresholds | None = None, median_frames: int = 1, doa_smoothing: int | None = None,
-    duration: float | None = None,
+    duration: float | None = None, views: int = 1,
 ) -> list[LabelRow]:
     """DCASE label rows (10 fps, track 0) of one recording's outputs (T, C) and (T, C, 3) from time 0
-    (``threshold`` and ``doa_smoothing`` default to the config's).
+    (``threshold`` and ``doa_smoothing`` default to the config's pair for outputs of ``views`` TTA views).
 
     ``duration`` (seconds) drops label frames that start at or after the end of the recording (the
     second half of a last output frame that straddles the end).
     """
+    tuned_threshold, tuned_smoothing = config.decision(views)
     active = activity(
-        sed, config.sed_threshold if threshold is None else threshold, class_thresholds=class_thresholds,
+        sed, tuned_threshold if threshold is None else threshold, class_thresholds=class_thresholds,
         class_names=config.class_names, median_frames=median_frames,
     )
-    doa = smooth_doa(sed, doa, config.doa_smoothing_frames if doa_smoothing is None else doa_smoothing)
+    doa = smooth_doa(sed, doa, tuned_smoothing if doa_smoothing is None else doa_smoothing)
     factor = label_rate_factor(config)
     rows = targets_to_labels(to_label_rate(active, factor), to_label_rate(doa, factor))
     if duration is None:

@@ -97,6 +97,26 @@ def test_rows_and_events_use_the_configs_doa_smoothing():
         CFG.replace(doa_smoothing_frames=4)
 
 
+def test_outputs_of_k_tta_views_decide_at_the_pair_tuned_for_k():
+    sed, doa = _outputs()
+    config = CFG.with_decision(8, 0.95, 3)  # a threshold above every probability: no event
+    assert config.decision(1) == (CFG.sed_threshold, 1) and config.decision(4) == config.decision(1)
+    assert pp.outputs_to_rows(sed, doa, config, views=8) == []
+    assert pp.outputs_to_rows(sed, doa, config) == pp.outputs_to_rows(sed, doa, CFG)  # one view: unchanged
+    assert pp.outputs_to_rows(sed, doa, config, views=8, threshold=0.5) == pp.outputs_to_rows(
+        sed, pp.smooth_doa(sed, doa, 3), CFG)  # an explicit threshold wins; the K-view smoothing stays
+    times = np.arange(len(sed)) * HOP
+    assert pp.detect_events(SELDOutput(sed[None], doa[None], times, CFG.class_names, config, views=8)) == []
+    assert len(pp.detect_events(SELDOutput(sed[None], doa[None], times, CFG.class_names, config))) == 1
+    # Re-tuning K replaces its pair; the pairs survive the JSON the weights and ONNX metadata carry.
+    retuned = config.with_decision(2, 0.4, 5).with_decision(8, 0.5, 1)
+    assert retuned.tta_decisions == ((2, 0.4, 5), (8, 0.5, 1))
+    assert type(CFG).from_json(retuned.to_json()) == retuned
+    for bad, message in (((8, 0.5, 4),), "odd"), (((3, 0.5, 1),), "each one of"), (((8, 1.5, 1),), "between 0 and 1"):
+        with pytest.raises(ValueError, match=message):
+            CFG.replace(tta_decisions=bad)
+
+
 def test_events_follow_a_moving_source():
     sed, doa = _outputs()
     times = np.arange(len(sed)) * HOP

@@ -44,6 +44,7 @@ def test_stream_equals_file_inference(rt, tta):
     np.testing.assert_allclose(np.concatenate([o.doa[0] for o in outs]), ref.doa[0], atol=1e-5)
     np.testing.assert_array_equal(times, ref.frame_times)
     assert len(times) == 27  # frames starting before 5.3 s
+    assert {o.views for o in outs} == {ref.views} == {tta}  # so both decide at the pair tuned for tta views
 
 
 def test_overlapping_hop_emits_each_frame_once_from_the_newest_window(rt):

@@ -399,9 +399,12 @@ def test_tune_threshold_saves_the_val_best_and_evaluate_then_decides_with_it(tmp
     assert all(seld[t, 1] != seld[t, 5] for t in (0.15, 0.5, 0.85))  # the smoothing changes the DOAs
     best = min(seld, key=seld.get)
     assert report["best"] == {"threshold": best[0], "doa_smoothing": best[1]}
-    config = read_config(tuned)
-    assert (config.sed_threshold, config.doa_smoothing_frames) == best
-    provenance = json.loads(read_metadata(tuned)["glfer_edge.training"])["threshold"]
+    config, before = read_config(tuned), read_config(default_weights_path())
+    assert config.decision(tta) == best
+    # A pair chosen for K views sits beside the single-view one and leaves it alone.
+    assert config.decision(1) == (best if tta == 1 else before.decision(1))
+    assert config.tta_decisions == (() if tta == 1 else ((tta, *best),))
+    provenance = json.loads(read_metadata(tuned)["glfer_edge.training"])["threshold" if tta == 1 else "threshold_tta2"]
     assert (provenance["chosen"], provenance["doa_smoothing"]) == best and provenance["split"] == "val"
     assert provenance["tta"] == tta and len(provenance["sweep"]) == 6
     original, saved = load_model(default_weights_path()).state_dict(), load_model(tuned).state_dict()

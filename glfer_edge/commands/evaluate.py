@@ -23,14 +23,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layout", default="synth", help="dataset layout of --data: synth, dcase2021, starss23")
     parser.add_argument("--pred-out", help="with --model: keep the prediction CSVs in this folder")
     parser.add_argument("--threshold", type=float, default=None,
-                        help="with --model: SED threshold (default: the model's, 0.3); tune it on a validation split")
+                        help="with --model: SED threshold (default: the model's, for --tta K its K-view one where "
+                             "tuned); tune it on a validation split")
     parser.add_argument("--median", type=int, default=1, metavar="FRAMES",
                         help="with --model: median filter over output frames (odd; 1 = off)")
     parser.add_argument("--doa-smoothing", type=int, default=None, metavar="FRAMES",
                         help="with --model: average each class's DOA over FRAMES centred output frames, weighted by "
                              "its SED probability (odd; 1 = off; default: the model's)")
     parser.add_argument("--tta", type=int, default=1, metavar="K",
-                        help="with --model: average over K FOA channel swaps (1, 2, 4, 8, 16; default 1 = off)")
+                        help="with --model: average over K FOA channel swaps (1, 2, 4, 8, 16; default 1 = off), "
+                             "decided at the model's K-view threshold and DOA smoothing where tuned")
     parser.add_argument("--edition", choices=EDITIONS, default="2023",
                         help="DCASE edition whose metric code and CSV format to follow (default 2023)")
     parser.add_argument("--average", choices=("macro", "micro"), default=None,
@@ -67,7 +69,8 @@ def predict_folder(
             out = infer_long(rt, rec.audio, tta=tta)
             duration = rec.audio.shape[-1] / rt.config.features.sample_rate
             rows = outputs_to_rows(out.sed[0], out.doa[0], rt.config, threshold=threshold,
-                                   median_frames=median_frames, doa_smoothing=doa_smoothing, duration=duration)
+                                   median_frames=median_frames, doa_smoothing=doa_smoothing, duration=duration,
+                                   views=out.views)
             write_dcase_csv(out_dir / f"{csv.stem}.csv", rows)
     return pairs[0][1].parent if split else pairs[0][1].parents[1]
 

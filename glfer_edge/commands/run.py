@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="class averaging of the score against --ref/--demo (default micro: one recording rarely "
                              "holds every class, and macro scores each class without a correct detection in it at "
                              "F20 0, LE_CD 180 deg, LR_CD 0)")
-    parser.add_argument("--threshold", type=float, default=None, help="SED threshold (default: the model's, 0.3)")
+    parser.add_argument("--threshold", type=float, default=None, help="SED threshold (default: the model's, for --tta K its K-view one where tuned)")
     parser.add_argument("--median", type=int, default=1, metavar="FRAMES",
                         help="median filter over output frames (odd; 1 = off)")
     parser.add_argument("--doa-smoothing", type=int, default=None, metavar="FRAMES",
@@ -43,7 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="segments per inference call (default 8, within the model's batch range)")
     parser.add_argument("--tta", type=int, default=1, metavar="K",
                         help="test-time augmentation: average over K FOA channel swaps (1, 2, 4, 8, 16; "
-                             "K times the inference; default 1 = off)")
+                             "K times the inference; default 1 = off); decides at the threshold and DOA smoothing "
+                             "tuned for K views where the model holds them")
     parser.add_argument("--no-resample", action="store_true", help="refuse recordings at another sample rate")
     parser.add_argument("--demo", action="store_true", help="run on a synthetic scene and compare with its labels")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -149,9 +150,12 @@ def _report(output, reference, duration: float, args: argparse.Namespace) -> Non
     from glfer_edge import postprocess as pp
 
     cfg = output.config
-    threshold = cfg.sed_threshold if args.threshold is None else args.threshold
+    tuned_threshold, tuned_smoothing = cfg.decision(output.views)
+    threshold = tuned_threshold if args.threshold is None else args.threshold
     sed = output.sed[0]
-    smoothing = cfg.doa_smoothing_frames if args.doa_smoothing is None else args.doa_smoothing
+    smoothing = tuned_smoothing if args.doa_smoothing is None else args.doa_smoothing
+    views = f" ({output.views} TTA views)" if output.views > 1 else ""
+    _note(f"deciding at SED threshold {threshold:g} with {smoothing}-frame DOA smoothing{views}")
     doa = pp.smooth_doa(sed, output.doa[0], smoothing)
     active = pp.activity(sed, threshold, class_names=cfg.class_names, median_frames=args.median)
     events = pp.events_from_frames(active, sed, doa, output.frame_times, cfg.output_hop_seconds, cfg.class_names)
@@ -166,7 +170,8 @@ def _report(output, reference, duration: float, args: argparse.Namespace) -> Non
         _score(reference, rows, cfg, args)
     if args.out is not None:
         if as_json:
-            pp.write_events_json(args.out, events, {"threshold": threshold, "model": cfg.name})
+            pp.write_events_json(args.out, events, {"threshold": threshold, "doa_smoothing": smoothing,
+                                                    "tta": output.views, "model": cfg.name})
         else:
             pp.write_dcase_csv(args.out, rows, edition=args.edition)
         _note(f"wrote {args.out}")

@@ -26,7 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "default 1, 3, 5, 7, 9; 1 = off)")
     parser.add_argument("--tta", type=int, default=1, metavar="K",
                         help="choose for runs with --tta K (1, 2, 4, 8, 16; default 1 = off): averaged views are "
-                             "less confident, so the best threshold moves; a saved model then suits --tta K runs")
+                             "less confident, so the best threshold moves; --out saves the pair for K views beside "
+                             "the single-view one, and --tta K runs then decide with it")
     parser.add_argument("--out", default=None,
                         help="write the weights with the chosen threshold and DOA smoothing here (.safetensors); "
                              "without it, only report")

@@ -35,6 +35,7 @@ class SELDOutput:
     frame_times: np.ndarray  # (T',) float64 seconds
     class_names: tuple[str, ...]
     config: SELDConfig
+    views: int = 1  # test-time-augmentation views averaged into these outputs; picks config.decision(views)
 
     @property
     def batch_size(self) -> int:

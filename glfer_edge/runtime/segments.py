@@ -125,4 +125,4 @@ def infer_long(
             bar.update(k)
     times = output_frame_times(config, len(sed))  # segments tile: frame k of the file starts at k x hop
     keep = times < audio.shape[-1] / config.features.sample_rate
-    return SELDOutput(sed[keep][None], doa[keep][None], times[keep], config.class_names, config)
+    return SELDOutput(sed[keep][None], doa[keep][None], times[keep], config.class_names, config, tta)

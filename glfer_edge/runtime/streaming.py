@@ -134,7 +134,7 @@ class StreamingSELD:
         n = sed.shape[1]
         times = self.start_time + (self._emitted + np.arange(n)) * self.config.output_hop_seconds
         self._emitted += n
-        return SELDOutput(sed, doa, times, self.config.class_names, self.config)
+        return SELDOutput(sed, doa, times, self.config.class_names, self.config, len(self._transforms))
 
     def _validate(self, chunk: object) -> np.ndarray:
         if not isinstance(chunk, np.ndarray) or chunk.dtype != np.float32:

@@ -8,13 +8,13 @@ augmentation: averaging K views makes the probabilities less extreme, so TTA mov
 threshold); each candidate pair of threshold and DOA smoothing length
 (``glfer_edge.postprocess.smooth_doa``) re-decides its outputs and is scored with the official
 metrics (``glfer_edge.metrics``). The chosen pair is written into the weights' config
-(``sed_threshold``, ``doa_smoothing_frames``), so ``run``, ``evaluate`` and every exported artifact
-use it without a flag; the sweep lands in the weights' training provenance.
+(``sed_threshold``, ``doa_smoothing_frames``; with K TTA views, an entry of ``tta_decisions``), so
+``run``, ``evaluate`` and every exported artifact use it without a flag (for K views, in runs with
+``--tta K``); the sweep lands in the weights' training provenance.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,12 +87,13 @@ def sweep_thresholds(
 
 
 def save_with_threshold(weights: str | Path, out: str | Path, sweep: ThresholdSweep, data: str | Path) -> Path:
-    """Copy of ``weights`` whose config decides at ``sweep.best``; the sweep is kept in the provenance."""
+    """Copy of ``weights`` whose config decides outputs of ``sweep.tta`` views at ``sweep.best``; the sweep is
+    kept in the provenance (``threshold``, or ``threshold_tta<K>`` for K views)."""
     threshold, frames = sweep.best
     model = load_model(weights)
-    model.config = dataclasses.replace(model.config, sed_threshold=threshold, doa_smoothing_frames=frames)
+    model.config = model.config.with_decision(sweep.tta, threshold, frames)
     provenance: dict[str, Any] = json.loads(read_metadata(weights).get(md.KEY_TRAINING, "{}"))
-    provenance["threshold"] = {
+    provenance["threshold" if sweep.tta == 1 else f"threshold_tta{sweep.tta}"] = {
         "chosen": threshold, "doa_smoothing": frames, "data": Path(data).resolve().name, "split": sweep.split,
         "average": sweep.average, "tta": sweep.tta,
         "sweep": [{k: v if isinstance(v, int) else round(float(v), 6) for k, v in row.items()}
