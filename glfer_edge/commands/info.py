@@ -1,17 +1,24 @@
-"""``glfer-edge info``: presets with parameter counts and MACs per segment."""
+"""``glfer-edge info``: presets with parameter counts and MACs per segment, or one artifact's contract."""
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
+from typing import Any
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", action="append", help="only these presets (repeatable); default all")
+    p.add_argument("--model", default=None, metavar="PATH",
+                   help="describe one artifact instead (.safetensors, .onnx, .engine; 'default': the bundled "
+                        "model): classes, input, decision settings, provenance; needs no torch")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.model is not None:
+        return _describe_model(args)
     from glfer_edge.config import PRESETS, get_preset
     from glfer_edge.errors import require
 
@@ -40,4 +47,77 @@ def run(args: argparse.Namespace) -> int:
         )
     print(f"MACs per {rows[0]['segment_s']:g}-s segment at batch 1; 'GMAC/seg' excludes the STFT-as-conv frontend "
           "(listed apart, as the paper's count does).")
+    return 0
+
+
+def describe_artifact(path: str | Path) -> dict[str, Any]:
+    """What an artifact promises its caller, from its metadata alone (nothing is loaded onto a device)."""
+    from glfer_edge import metadata as md
+    from glfer_edge.runtime.artifact import artifact_kind, calibration_of, config_from_metadata, read_onnx_metadata
+    from glfer_edge.runtime.trt_compat import read_sidecar
+    from glfer_edge.weights import read_metadata
+
+    path = Path(path)
+    backend = artifact_kind(path)
+    sidecar = read_sidecar(path) if backend == "tensorrt" else None
+    meta = {"torch": read_metadata, "onnxruntime": read_onnx_metadata}.get(backend, lambda _: sidecar["onnx_metadata"])(path)
+    config, precision = config_from_metadata(meta, path)
+    training = json.loads(meta.get(md.KEY_TRAINING, "null"))  # weights only; exports point at them by sha256
+    info: dict[str, Any] = {
+        "file": str(path), "backend": backend, "precision": precision, "preset": config.name,
+        "classes": list(config.class_names), "sample_rate": config.features.sample_rate,
+        "channel_order": config.features.channel_order, "segment_seconds": config.segment_seconds,
+        "output_hop_seconds": config.output_hop_seconds,
+        "decisions": {str(views): _decision(config, views, training or {})
+                      for views in (1, *(v for v, _, _ in config.tta_decisions))},
+        # Exports name the weights they came from; a weights file is its own.
+        "weights_sha256": md.sha256_file(path) if backend == "torch" else meta.get(md.KEY_WEIGHTS_SHA256),
+        "sdk_version": meta.get(md.KEY_VERSION),
+    }
+    if training is not None:
+        info["training"] = {"epoch": training.get("epoch"), "init_weights": (training.get("init_weights") or {}).get("sha256")}
+    if calibration_of(meta) is not None:
+        info["calibration"] = calibration_of(meta)
+    if sidecar is not None:
+        info["tensorrt"] = {**sidecar["tensorrt"], "gpu": sidecar.get("gpu"), "built_at": sidecar.get("built_at")}
+    return info
+
+
+def _decision(config: Any, views: int, training: dict[str, Any]) -> dict[str, Any]:
+    """The pair for ``views`` views, with its validation SELD error where tune-threshold recorded the sweep."""
+    threshold, frames = config.decision(views)
+    sweep = (training.get("threshold" if views == 1 else f"threshold_tta{views}") or {}).get("sweep", [])
+    row = next((r for r in sweep if (r["threshold"], r.get("doa_smoothing", 1)) == (threshold, frames)), None)
+    return {"threshold": threshold, "doa_smoothing": frames, "validation_seld": row and row["SELD"]}
+
+
+def _describe_model(args: argparse.Namespace) -> int:
+    from glfer_edge.runtime.seld import default_model
+
+    path = default_model()[0] if args.model == "default" else args.model
+    info = describe_artifact(path)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    decisions = "; ".join(
+        f"{'one view' if views == '1' else f'--tta {views}'}: threshold {d['threshold']:g}, "
+        f"DOA smoothing {d['doa_smoothing']} frame(s)"
+        + (f" (validation SELD {d['validation_seld']:.3f})" if d["validation_seld"] is not None else "")
+        for views, d in info["decisions"].items())
+    lines = [
+        f"{info['file']}: {info['backend']} {info['precision']}, preset {info['preset']}",
+        f"classes ({len(info['classes'])}): {', '.join(info['classes'])}",
+        f"input: FOA {info['channel_order'].upper()} at {info['sample_rate']} Hz, {info['segment_seconds']:g}-s segments; "
+        f"outputs every {info['output_hop_seconds']:g} s",
+        f"decides at: {decisions}",
+        f"weights sha256: {info['weights_sha256'] or 'not recorded'}",
+    ]
+    if "training" in info:
+        t = info["training"]
+        lines.append(f"training: best epoch {t['epoch']}"
+                     + (f", fine-tuned from weights {t['init_weights'][:12]}" if t["init_weights"] else ""))
+    if "tensorrt" in info:
+        trt = info["tensorrt"]
+        lines.append(f"engine: {trt['flavour']} {trt['version']}, built {trt['built_at']}")
+    print("\n".join(lines))
     return 0
