@@ -94,7 +94,7 @@ def activity(
 ) -> np.ndarray:
     """Boolean (T, C) activity of probabilities (T, C)."""
     if not 0.0 < threshold < 1.0:
-        raise InputError(f"threshold {threshold} must be between 0 and 1 (default 0.3)")
+        raise InputError(f"threshold {threshold} must be between 0 and 1 (the paper decides at 0.3)")
     check_odd_frames(median_frames, "median filter length")
     active = sed >= _thresholds(sed.shape[-1], class_names, threshold, class_thresholds)
     if median_frames > 1 and active.shape[0]:

@@ -60,7 +60,10 @@ def describe_artifact(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     backend = artifact_kind(path)
     sidecar = read_sidecar(path) if backend == "tensorrt" else None
-    meta = {"torch": read_metadata, "onnxruntime": read_onnx_metadata}.get(backend, lambda _: sidecar["onnx_metadata"])(path)
+    if sidecar is not None:
+        meta = sidecar.get("onnx_metadata", {})  # an engine carries the metadata of the ONNX it was built from
+    else:
+        meta = read_metadata(path) if backend == "torch" else read_onnx_metadata(path)
     config, precision = config_from_metadata(meta, path)
     training = json.loads(meta.get(md.KEY_TRAINING, "null"))  # weights only; exports point at them by sha256
     info: dict[str, Any] = {

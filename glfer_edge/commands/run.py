@@ -33,7 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="class averaging of the score against --ref/--demo (default micro: one recording rarely "
                              "holds every class, and macro scores each class without a correct detection in it at "
                              "F20 0, LE_CD 180 deg, LR_CD 0)")
-    parser.add_argument("--threshold", type=float, default=None, help="SED threshold (default: the model's, for --tta K its K-view one where tuned)")
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="SED threshold (default: the model's; for --tta K its K-view one where tuned)")
     parser.add_argument("--median", type=int, default=1, metavar="FRAMES",
                         help="median filter over output frames (odd; 1 = off)")
     parser.add_argument("--doa-smoothing", type=int, default=None, metavar="FRAMES",
@@ -77,7 +78,7 @@ def _check_args(args: argparse.Namespace) -> None:
     from glfer_edge.postprocess import check_odd_frames
 
     if args.threshold is not None and not 0.0 < args.threshold < 1.0:
-        raise InputError(f"--threshold {args.threshold} must be between 0 and 1 (default 0.3)")
+        raise InputError(f"--threshold {args.threshold} must be between 0 and 1 (default: the model's)")
     check_odd_frames(args.median, "--median")
     if args.doa_smoothing is not None:
         check_odd_frames(args.doa_smoothing, "--doa-smoothing")
