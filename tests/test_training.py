@@ -401,9 +401,9 @@ def test_tune_threshold_saves_the_val_best_and_evaluate_then_decides_with_it(tmp
     assert report["best"] == {"threshold": best[0], "doa_smoothing": best[1]}
     config, before = read_config(tuned), read_config(default_weights_path())
     assert config.decision(tta) == best
-    # A pair chosen for K views sits beside the single-view one and leaves it alone.
+    # A pair chosen for K views sits beside the single-view one (and the other K's) and leaves them alone.
     assert config.decision(1) == (best if tta == 1 else before.decision(1))
-    assert config.tta_decisions == (() if tta == 1 else ((tta, *best),))
+    assert config == before.with_decision(tta, *best)
     provenance = json.loads(read_metadata(tuned)["glfer_edge.training"])["threshold" if tta == 1 else "threshold_tta2"]
     assert (provenance["chosen"], provenance["doa_smoothing"]) == best and provenance["split"] == "val"
     assert provenance["tta"] == tta and len(provenance["sweep"]) == 6
