@@ -537,22 +537,14 @@ def resolve_source(
 ) -> ModelSource:
     """A model file -> its config and the artifact of every requested backend, exporting or building
     what is missing into ``cache_dir`` (keyed by weights hash, segment length, exporter code and precision)."""
-    from glfer_edge.runtime.artifact import artifact_kind, calibration_of, config_from_metadata, read_onnx_metadata
-    from glfer_edge.runtime.trt_compat import read_sidecar
+    from glfer_edge.runtime.artifact import artifact_kind, artifact_metadata, calibration_of, config_from_metadata
 
     path = Path(path)
     kind = artifact_kind(path)
-    if kind == "torch":
-        from glfer_edge.weights import read_config
-
-        config, precision = read_config(path), "fp32"
-    elif kind == "onnxruntime":
-        meta = read_onnx_metadata(path)
-        config, precision = config_from_metadata(meta, path)
-        if precision == "int8" and (calibration_of(meta) or {}).get("target") == "cpu":
-            precision = "int8-cpu"
-    else:
-        config, precision = config_from_metadata(read_sidecar(path).get("onnx_metadata", {}), path)
+    meta = artifact_metadata(path)
+    config, precision = config_from_metadata(meta, path)
+    if kind == "onnxruntime" and precision == "int8" and (calibration_of(meta) or {}).get("target") == "cpu":
+        precision = "int8-cpu"
     if segment_seconds is not None and kind != "torch" and segment_seconds != config.segment_seconds:
         raise InputError(f"{path} is fixed to {config.segment_seconds:g}-s segments; drop --segment-seconds "
                          "or pass the weights (.safetensors) to export at another length")

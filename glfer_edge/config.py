@@ -151,11 +151,14 @@ class SELDConfig:
         if not all(0.0 < t < 1.0 for _, t, _ in self.tta_decisions):
             raise ValueError(f"tta_decisions {self.tta_decisions}: thresholds must lie between 0 and 1")
 
-    def decision(self, views: int = 1) -> tuple[float, int]:
+    def decision(
+        self, views: int = 1, threshold: float | None = None, doa_smoothing_frames: int | None = None,
+    ) -> tuple[float, int]:
         """(SED threshold, DOA smoothing frames) for outputs averaged over ``views`` TTA views: the pair
-        tuned for that many views, else the single-view pair."""
+        tuned for that many views, else the single-view pair; a value given here wins over the stored one."""
         tuned = {v: (t, f) for v, t, f in self.tta_decisions}
-        return tuned.get(views, (self.sed_threshold, self.doa_smoothing_frames))
+        t, f = tuned.get(views, (self.sed_threshold, self.doa_smoothing_frames))
+        return (t if threshold is None else threshold), (f if doa_smoothing_frames is None else doa_smoothing_frames)
 
     def with_decision(self, views: int, threshold: float, doa_smoothing_frames: int) -> "SELDConfig":
         """A copy that decides outputs of ``views`` views at this pair (views 1: the single-view pair)."""

@@ -171,11 +171,11 @@ def detect_events(
     ``doa_smoothing`` default to the config's pair for the output's TTA views). On the few frames a
     ``StreamingSELD.push`` returns, the smoothing window stops at the chunk's edges; ``doa_smoothing=1``
     keeps the raw directions."""
-    tuned_threshold, tuned_smoothing = output.config.decision(output.views)
+    threshold, doa_smoothing = output.config.decision(output.views, threshold, doa_smoothing)
     sed = output.sed[index]
-    doa = smooth_doa(sed, output.doa[index], tuned_smoothing if doa_smoothing is None else doa_smoothing)
+    doa = smooth_doa(sed, output.doa[index], doa_smoothing)
     active = activity(
-        sed, tuned_threshold if threshold is None else threshold, class_thresholds=class_thresholds,
+        sed, threshold, class_thresholds=class_thresholds,
         class_names=output.class_names, median_frames=median_frames,
     )
     return events_from_frames(active, sed, doa, output.frame_times, output.config.output_hop_seconds, output.class_names)
@@ -192,12 +192,11 @@ def outputs_to_rows(
     ``duration`` (seconds) drops label frames that start at or after the end of the recording (the
     second half of a last output frame that straddles the end).
     """
-    tuned_threshold, tuned_smoothing = config.decision(views)
+    threshold, doa_smoothing = config.decision(views, threshold, doa_smoothing)
     active = activity(
-        sed, tuned_threshold if threshold is None else threshold, class_thresholds=class_thresholds,
-        class_names=config.class_names, median_frames=median_frames,
+        sed, threshold, class_thresholds=class_thresholds, class_names=config.class_names, median_frames=median_frames,
     )
-    doa = smooth_doa(sed, doa, tuned_smoothing if doa_smoothing is None else doa_smoothing)
+    doa = smooth_doa(sed, doa, doa_smoothing)
     factor = label_rate_factor(config)
     rows = targets_to_labels(to_label_rate(active, factor), to_label_rate(doa, factor))
     if duration is None:

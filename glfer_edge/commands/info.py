@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from glfer_edge.config import SELDConfig
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -53,17 +56,12 @@ def run(args: argparse.Namespace) -> int:
 def describe_artifact(path: str | Path) -> dict[str, Any]:
     """What an artifact promises its caller, from its metadata alone (nothing is loaded onto a device)."""
     from glfer_edge import metadata as md
-    from glfer_edge.runtime.artifact import artifact_kind, calibration_of, config_from_metadata, read_onnx_metadata
+    from glfer_edge.runtime.artifact import artifact_kind, artifact_metadata, calibration_of, config_from_metadata
     from glfer_edge.runtime.trt_compat import read_sidecar
-    from glfer_edge.weights import read_metadata
 
     path = Path(path)
     backend = artifact_kind(path)
-    sidecar = read_sidecar(path) if backend == "tensorrt" else None
-    if sidecar is not None:
-        meta = sidecar.get("onnx_metadata", {})  # an engine carries the metadata of the ONNX it was built from
-    else:
-        meta = read_metadata(path) if backend == "torch" else read_onnx_metadata(path)
+    meta = artifact_metadata(path)
     config, precision = config_from_metadata(meta, path)
     training = json.loads(meta.get(md.KEY_TRAINING, "null"))  # weights only; exports point at them by sha256
     info: dict[str, Any] = {
@@ -81,12 +79,13 @@ def describe_artifact(path: str | Path) -> dict[str, Any]:
         info["training"] = {"epoch": training.get("epoch"), "init_weights": (training.get("init_weights") or {}).get("sha256")}
     if calibration_of(meta) is not None:
         info["calibration"] = calibration_of(meta)
-    if sidecar is not None:
+    if backend == "tensorrt":
+        sidecar = read_sidecar(path)
         info["tensorrt"] = {**sidecar["tensorrt"], "gpu": sidecar.get("gpu"), "built_at": sidecar.get("built_at")}
     return info
 
 
-def _decision(config: Any, views: int, training: dict[str, Any]) -> dict[str, Any]:
+def _decision(config: SELDConfig, views: int, training: dict[str, Any]) -> dict[str, Any]:
     """The pair for ``views`` views, with its validation SELD error where tune-threshold recorded the sweep."""
     threshold, frames = config.decision(views)
     sweep = (training.get("threshold" if views == 1 else f"threshold_tta{views}") or {}).get("sweep", [])

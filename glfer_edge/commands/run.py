@@ -151,10 +151,8 @@ def _report(output, reference, duration: float, args: argparse.Namespace) -> Non
     from glfer_edge import postprocess as pp
 
     cfg = output.config
-    tuned_threshold, tuned_smoothing = cfg.decision(output.views)
-    threshold = tuned_threshold if args.threshold is None else args.threshold
+    threshold, smoothing = cfg.decision(output.views, args.threshold, args.doa_smoothing)
     sed = output.sed[0]
-    smoothing = tuned_smoothing if args.doa_smoothing is None else args.doa_smoothing
     views = f" ({output.views} TTA views)" if output.views > 1 else ""
     _note(f"deciding at SED threshold {threshold:g} with {smoothing}-frame DOA smoothing{views}")
     doa = pp.smooth_doa(sed, output.doa[0], smoothing)

@@ -15,7 +15,7 @@ from glfer_edge import metadata as md
 from glfer_edge.config import SELDConfig
 from glfer_edge.errors import ArtifactError, InputError
 
-__all__ = ["artifact_kind", "config_from_metadata", "read_onnx_metadata", "PRECISIONS", "SUFFIXES"]
+__all__ = ["artifact_kind", "artifact_metadata", "config_from_metadata", "read_onnx_metadata", "PRECISIONS", "SUFFIXES"]
 
 PRECISIONS = ("fp32", "fp16", "int8")
 SUFFIXES = {".safetensors": "torch", ".onnx": "onnxruntime", ".engine": "tensorrt", ".plan": "tensorrt"}
@@ -32,6 +32,21 @@ def artifact_kind(path: str | Path) -> str:
     if not path.is_file():
         raise InputError(f"model file {path} not found; check the path or build it (glfer-edge export / build)")
     return kind
+
+
+def artifact_metadata(path: str | Path) -> dict[str, str]:
+    """The glfer-edge metadata of any artifact: a weights header, ONNX ``metadata_props``, or the ONNX
+    metadata an engine's sidecar copied; nothing is loaded onto a device."""
+    kind = artifact_kind(path)
+    if kind == "torch":
+        from glfer_edge.weights import read_metadata
+
+        return read_metadata(path)
+    if kind == "onnxruntime":
+        return read_onnx_metadata(path)
+    from glfer_edge.runtime.trt_compat import read_sidecar
+
+    return read_sidecar(path).get("onnx_metadata", {})
 
 
 def config_from_metadata(meta: dict[str, str], source: str | Path) -> tuple[SELDConfig, str]:
