@@ -341,6 +341,19 @@ def test_fine_tuning_starts_from_the_weights_and_keeps_their_statistics(synth_ro
     assert load_model(tmp_path / "cli" / "last.safetensors").config == load_model(parent.best_path).config
     assert main(argv[:-3] + ["--preset", "small", "--out", str(tmp_path / "cli2")]) == 2
     assert "holds a 'tiny' network, not 'small'; omit --preset" in capsys.readouterr().err
+    # Resumed on a longer curve, without --init-weights or --preset: the run's own config and parent.
+    resume = ["train", "--data", str(synth_root), "--epochs", "2", "--batch-size", "2", "--threads", "1",
+              "--val-split", "none", "--out", str(tmp_path / "cli"), "--quiet", "--resume"]
+    assert main(resume + ["--preset", "small"]) == 2
+    assert "last.safetensors holds a 'tiny' network, not 'small'" in capsys.readouterr().err
+    assert main(resume + ["--init-weights", str(result.best_path)]) == 2
+    assert f"cli was trained from {parent.best_path.name} (sha256 " in capsys.readouterr().err
+    assert main(resume) == 0
+    resumed = json.loads(read_metadata(tmp_path / "cli" / "best.safetensors")["glfer_edge.training"])
+    assert resumed["epoch"] == 2  # without validation the latest epoch is the best
+    assert resumed["init_weights"]["sha256"] == sha256_file(parent.best_path)
+    assert resumed["recipe"]["init_weights"] == str(parent.best_path)
+    assert load_model(tmp_path / "cli" / "last.safetensors").config == load_model(parent.best_path).config
 
 
 def test_preset_with_other_class_count_is_refused(synth_root, tmp_path):

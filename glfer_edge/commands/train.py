@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="dataset folder with foa_dev/<split>/*.wav and metadata_dev/<split>/*.csv")
     parser.add_argument("--preset", default=None,
-                        help="model preset (tiny, paper, ...; see glfer-edge info); default tiny, or the --init-weights' own")
+                        help="model preset (tiny, paper, ...; see glfer-edge info); default tiny, or the --init-weights' "
+                             "own, or with --resume the run's own")
     parser.add_argument("--init-weights", default=None, metavar="WEIGHTS",
                         help="start from these .safetensors weights instead of a random initialisation (fine-tuning); "
                              "their preset, decision settings and standardization statistics are kept")
@@ -58,13 +60,16 @@ def run(args: argparse.Namespace) -> int:
         config = get_preset(args.preset or "tiny")
     except ValueError as exc:
         raise InputError(str(exc)) from None
-    if args.init_weights is not None:
+    # A resumed run continues with its own config, a fine-tune starts with its weights' (decision settings
+    # included); a --preset beside either must name the same network.
+    last = Path(args.out) / "last.safetensors"
+    source = last if args.resume and last.is_file() else args.init_weights
+    if source is not None:
         from glfer_edge.weights import read_config
 
-        # The weights' config, decision settings included; a --preset beside it must name the same network.
-        preset, config = config, read_config(args.init_weights)
+        preset, config = config, read_config(source)
         if args.preset is not None and (preset.model, preset.features) != (config.model, config.features):
-            raise InputError(f"{args.init_weights} holds a '{config.name}' network, not '{preset.name}'; omit --preset")
+            raise InputError(f"{source} holds a '{config.name}' network, not '{preset.name}'; omit --preset")
     recipe = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, sed_weight=args.sed_weight, doa_loss=args.doa_loss,
         augment=None if args.no_augment else AugmentConfig(), layout=args.layout,

@@ -365,6 +365,7 @@ class Trainer:
         state = {
             "epoch": self.epoch, "best_epoch": self.best_epoch, "best_seld": self.best_seld,
             "optimizer": opt_meta, "scheduler": self.scheduler.state_dict(), "recipe": self.train_cfg.to_dict(),
+            "init_weights": self.init_provenance,
         }
         with atomic_path(self.state_path) as tmp:
             save_file(tensors, str(tmp), metadata={_STATE_KEY: json.dumps(state)})
@@ -391,9 +392,25 @@ class Trainer:
         for group, base, factor in zip(self.optimizer.param_groups, self.scheduler.base_lrs, self.scheduler.lr_lambdas):
             group["lr"] = base * factor(self.scheduler.last_epoch)
         self.epoch, self.best_epoch, self.best_seld = state["epoch"], state["best_epoch"], state["best_seld"]
+        self._restore_init_provenance(state)
         history_path = self.out_dir / "history.json"
         history = json.loads(history_path.read_text()) if history_path.is_file() else []
         self.history = [h for h in history if h["epoch"] <= self.epoch]
+
+    def _restore_init_provenance(self, state: dict[str, Any]) -> None:
+        """A resumed fine-tune keeps naming its parent weights, with or without --init-weights again."""
+        if "init_weights" not in state:  # saved before runs recorded their parent
+            return
+        recorded = state["init_weights"]
+        if self.init_provenance is None:
+            if recorded is not None:
+                self.init_provenance = recorded
+                self.train_cfg = dataclasses.replace(self.train_cfg, init_weights=state["recipe"]["init_weights"])
+        elif recorded is None or recorded["sha256"] != self.init_provenance["sha256"]:
+            parent = "a random initialisation" if recorded is None else (
+                f"{recorded['file']} (sha256 {recorded['sha256'][:12]})")
+            raise InputError(f"{self.out_dir} was trained from {parent}, not {self.train_cfg.init_weights}; "
+                             "drop --init-weights to resume it")
 
     def log(self, message: str) -> None:
         line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}"
