@@ -8,8 +8,9 @@ deg, SELD error 0.169; mean DOA error on active cells (raw network output, no sm
 mean SED probability 0.767 on active cells vs 0.020 on inactive ones. The same network at 0.55
 without smoothing: F20 0.769, LE_CD 12.6 deg, SELD 0.204. The previous bundled models measured
 there: the first fine-tune (0.55, 9 frames) F20 0.806, LR_CD 0.757, LE_CD 10.8 deg, SELD 0.205,
-21.7 deg and 0.755 vs 0.026 (unsmoothed LE_CD 13.3 deg); epoch 151 (threshold 0.6, 9 frames) F20 0.746, LR_CD 0.757, LE_CD 11.9 deg, SELD 0.222, 21.9 deg and 0.75 vs 0.029;
-epoch 124 (threshold 0.5) F20 0.765, LR_CD 0.757, LE_CD 14.5 deg, SELD 0.221, 22.5 deg and 0.73 vs 0.034;
+21.7 deg and 0.755 vs 0.026 (unsmoothed LE_CD 13.3 deg); epoch 151 (threshold 0.6, 9 frames) F20
+0.746, LR_CD 0.757, LE_CD 11.9 deg, SELD 0.222, 21.9 deg and 0.75 vs 0.029; epoch 124 (threshold
+0.5) F20 0.765, LR_CD 0.757, LE_CD 14.5 deg, SELD 0.221, 22.5 deg and 0.73 vs 0.034;
 epoch 105 (threshold 0.55) 0.735 / 0.757 / 14.9 deg / 0.236 / 24.1 deg;
 epoch 83 (threshold 0.5) 0.62 / 0.76 / 17.6 deg / 0.282 / 25.5 deg; epoch 65 (threshold 0.3) 0.58 /
 0.76 / 19.6 deg / 0.314 / 28.1 deg; epoch 45 0.31 / 0.73 / 24.9 deg / 0.485 / 35.1 deg; the `tiny`
