@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Continue training on a lent GPU with a warm restart sized to the lease: generate the bundled model's
-# data (synth seeds 1 and 2), time two epochs and a validation, then either resume RUN on the longest
+# data (synth seeds 1 and 2), time two epochs and a validation (the probe), then either resume RUN on the longest
 # cosine curve whose remaining epochs end before DEADLINE seconds, or (INIT=weights) fine-tune those
 # weights on a fresh cosine of that length (`train --init-weights`); the run lands in $OUT/results.tar.
 # The model card's tenth run (epochs 126-159), twelfth run (a fine-tune) and fourteenth and fifteenth
@@ -10,8 +10,9 @@
 #       bash benchmarks/gpu_train.sh        # carry RUN (and .whl/ with wheels the machine lacks)
 #   OUT=gpu-out INIT=glfer_edge/assets/glfer_small_synth.safetensors RECIPE="--lr 3e-4 --sed-weight 0.5 --seed 2" \
 #       bash benchmarks/gpu_train.sh
-# TRAIN_SEEDS="4 5" trains on fresh scenes instead of synth seed 1 (the generator is the data's only
-# limit, so unseen scenes are the cheapest regularizer); EPOCHS=N skips the probe and runs an N-epoch curve.
+# TRAIN_SEEDS="4 5" trains on 400 fresh scenes per seed instead of seed 1's (unseen scenes gained more
+# than longer curves on the old ones); EPOCHS=N skips the probe and runs an N-epoch curve (on an H100,
+# 800 scenes take about 25 s per epoch with validation, 400 about 15 s).
 set -u
 OUT=${OUT:-$PWD/gpu-out}
 DEADLINE=${DEADLINE:-555}
@@ -43,7 +44,7 @@ step machine
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>/dev/null
 python3 -c "import torch, soundfile, glfer_edge; print('torch', torch.__version__, 'CUDA', torch.cuda.is_available())" || exit 1
 
-step "synth (the bundled model's training and validation data)"
+step "synth (training scenes of seeds ${TRAIN_SEEDS:-1}, validation scenes of seed 2)"
 DATA=$S/synth
 for SEED in ${TRAIN_SEEDS:-1}; do
     "${G[@]}" synth --out $DATA --n-scenes ${N_TRAIN:-400} --duration 30 --seed $SEED --split train --workers $W --quiet || exit 1
