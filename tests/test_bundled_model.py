@@ -7,21 +7,21 @@ H100, then 22 more on an H100 over 1,600 fresh scenes), deciding at its validati
 0.818, LR_CD 0.757, LE_CD 11.0 deg, SELD error 0.189; mean DOA error on active cells (raw network
 output, no smoothing) 21.0 deg; mean SED probability 0.785 on active cells vs 0.021 on inactive ones.
 The same network at 0.45 without smoothing: F20 0.667, LE_CD 12.6 deg, SELD 0.250. This one scene
-favours the previous bundled model (below), which the 60 held-out scenes do not (SELD 0.235 there).
-The previous bundled models measured there: the second fine-tune (0.55, 9 frames) F20 0.862, LR_CD
-0.757, LE_CD 9.5 deg, SELD 0.169, 21.2 deg (unsmoothed LE_CD 12.6 deg); the first fine-tune (0.55, 9 frames) F20 0.806, LR_CD 0.757, LE_CD 10.8 deg, SELD 0.205,
-21.7 deg and 0.755 vs 0.026 (unsmoothed LE_CD 13.3 deg); epoch 151 (threshold 0.6, 9 frames) F20
-0.746, LR_CD 0.757, LE_CD 11.9 deg, SELD 0.222, 21.9 deg and 0.75 vs 0.029; epoch 124 (threshold
-0.5) F20 0.765, LR_CD 0.757, LE_CD 14.5 deg, SELD 0.221, 22.5 deg and 0.73 vs 0.034;
-epoch 105 (threshold 0.55) 0.735 / 0.757 / 14.9 deg / 0.236 / 24.1 deg;
-epoch 83 (threshold 0.5) 0.62 / 0.76 / 17.6 deg / 0.282 / 25.5 deg; epoch 65 (threshold 0.3) 0.58 /
-0.76 / 19.6 deg / 0.314 / 28.1 deg; epoch 45 0.31 / 0.73 / 24.9 deg / 0.485 / 35.1 deg; the `tiny`
-model 0.28 / 0.78 / 38.6 deg / 0.497 / 44.5 deg; a network with random weights 81 deg, and a
-uniformly random direction is 90 deg off on average. The floors sit below the current values with
-a margin for numerical differences across onnxruntime builds (about one flipped event on a 16-s
-scene for the detection metrics; the mean DOA error over the scene's active cells moves far less):
-a model that stops detecting or localizing fails, and so does one no better than the previous
-bundled model but one on the DOA error.
+favours the previous bundled model (below), which the 60 held-out scenes do not (SELD 0.235 there). The
+previous bundled models measured there: the second fine-tune (0.55, 9 frames) F20 0.862, LR_CD 0.757,
+LE_CD 9.5 deg, SELD 0.169, 21.2 deg (unsmoothed LE_CD 12.6 deg); the first fine-tune (0.55, 9 frames)
+F20 0.806, LR_CD 0.757, LE_CD 10.8 deg, SELD 0.205, 21.7 deg and 0.755 vs 0.026 (unsmoothed LE_CD 13.3
+deg); epoch 151 (threshold 0.6, 9 frames) F20 0.746, LR_CD 0.757, LE_CD 11.9 deg, SELD 0.222, 21.9 deg
+and 0.75 vs 0.029; epoch 124 (threshold 0.5) F20 0.765, LR_CD 0.757, LE_CD 14.5 deg, SELD 0.221, 22.5
+deg and 0.73 vs 0.034; epoch 105 (threshold 0.55) 0.735 / 0.757 / 14.9 deg / 0.236 / 24.1 deg; epoch 83
+(threshold 0.5) 0.62 / 0.76 / 17.6 deg / 0.282 / 25.5 deg; epoch 65 (threshold 0.3) 0.58 / 0.76 / 19.6
+deg / 0.314 / 28.1 deg; epoch 45 0.31 / 0.73 / 24.9 deg / 0.485 / 35.1 deg; the `tiny` model 0.28 /
+0.78 / 38.6 deg / 0.497 / 44.5 deg; a network with random weights 81 deg, and a uniformly random
+direction is 90 deg off on average. The floors sit below the current values with a margin for numerical
+differences across onnxruntime builds (about one flipped event on a 16-s scene for the detection
+metrics; the mean DOA error over the scene's active cells moves far less): a model that stops detecting
+or localizing fails, and so does one no better than the previous bundled model but one on the DOA
+error.
 """
 
 from __future__ import annotations
@@ -117,7 +117,8 @@ def test_test_time_augmentation_localizes_better_on_the_fixed_scene(scene, bundl
     measured mean DOA error 21.0 -> 16.3 deg, LE_CD 11.0 -> 7.8 deg, F20 0.818 -> 0.836 on this scene (at
     the 8-view pair, 0.50 unsmoothed: LE_CD 8.7 deg, SELD 0.196; held-out split, macro, each at its own
     pair: SELD 0.196 -> 0.159). The floors sit well below both gains (the second fine-tune: 3.5 and 0.9
-    deg; the first: 3.4 and 2.5 deg; epoch 151: 2.6 and 3.6 deg unsmoothed), so a TTA that stops helping fails."""
+    deg; the first: 3.4 and 2.5 deg; epoch 151: 2.6 and 3.6 deg unsmoothed), so a TTA that stops
+    helping fails."""
     plain, tta = bundled_outputs(), bundled_outputs(tta=8)
     assert _doa_error_and_sed(tta, scene)[0] <= _doa_error_and_sed(plain, scene)[0] - TTA_DOA_GAIN_DEG
     assert _micro_metrics(tta, scene, views=1).le <= _micro_metrics(plain, scene).le - TTA_LE_GAIN_DEG
