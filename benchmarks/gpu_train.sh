@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Continue training on a lent GPU with a warm restart sized to the lease: generate the bundled model's
-# data (synth seeds 1 and 2), time two epochs and a validation (the probe), then either resume RUN on the longest
-# cosine curve whose remaining epochs end before DEADLINE seconds, or (INIT=weights) fine-tune those
-# weights on a fresh cosine of that length (`train --init-weights`); the run lands in $OUT/results.tar.
+# Continue training on a lent GPU with a warm restart sized to the lease: generate the training scenes
+# (synth seed 1, or TRAIN_SEEDS) and the validation scenes (seed 2), time two epochs and a validation
+# (the probe), then either resume RUN on the longest cosine curve whose remaining epochs end before
+# DEADLINE seconds, or (INIT=weights) fine-tune those weights on a fresh cosine of that length
+# (`train --init-weights`); the run lands in $OUT/results.tar.
 # The model card's tenth run (epochs 126-159), twelfth run (a fine-tune) and fourteenth and fifteenth
 # runs (fine-tunes on fresh scenes, TRAIN_SEEDS) came from this script.
 #
