@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "info": "print presets with parameter counts and MACs per segment",
     "synth": "generate synthetic FOA scenes in DCASE layout",
     "train": "train GLFER-Net on a DCASE-layout dataset",
+    "average": "average the weights of checkpoints of one model (SWA over fine-tuning rounds)",
     "tune-threshold": "choose a model's SED threshold on a validation split and save it with the weights",
     "evaluate": "score predictions against references with the official DCASE SELD metrics",
     "export": "export ONNX artifacts (fp32, fp16, int8) with the fused frontend",

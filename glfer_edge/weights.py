@@ -70,7 +70,8 @@ def save_weights(model: "GLFERNet", path: str | Path, extra_metadata: dict[str, 
     return Path(path)
 
 
-def _config_diff(a: SELDConfig, b: SELDConfig) -> list[str]:
+def config_diff(a: SELDConfig, b: SELDConfig) -> list[str]:
+    """The fields where ``b`` differs from ``a``, each as ``"section.field: b's value != a's value"``."""
     da, db = a.to_dict(), b.to_dict()
     out = []
     for section in da:
@@ -94,7 +95,7 @@ def load_model(path: str | Path | None = None, config: SELDConfig | None = None)
     path = Path(path) if path is not None else default_weights_path()
     embedded = read_config(path)
     if config is not None and config != embedded:
-        diff = "; ".join(_config_diff(config, embedded)[:4])
+        diff = "; ".join(config_diff(config, embedded)[:4])
         raise ArtifactError(
             f"{path} holds weights for config '{embedded.name}', not '{config.name}' ({diff}); "
             "pass the matching --preset or omit it"

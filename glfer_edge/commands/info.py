@@ -75,7 +75,9 @@ def describe_artifact(path: str | Path) -> dict[str, Any]:
         "weights_sha256": md.sha256_file(path) if backend == "torch" else meta.get(md.KEY_WEIGHTS_SHA256),
         "sdk_version": meta.get(md.KEY_VERSION),
     }
-    if training is not None:
+    if training is not None and "average" in training:
+        info["training"] = {"averaged_from": [p["sha256"] for p in training["average"]["parents"]]}
+    elif training is not None:
         info["training"] = {"epoch": training.get("epoch"), "init_weights": (training.get("init_weights") or {}).get("sha256")}
     if calibration_of(meta) is not None:
         info["calibration"] = calibration_of(meta)
@@ -114,7 +116,9 @@ def _describe_model(args: argparse.Namespace) -> int:
         f"decides at: {decisions}",
         f"weights sha256: {info['weights_sha256'] or 'not recorded'}",
     ]
-    if "training" in info:
+    if "averaged_from" in info.get("training", {}):
+        lines.append("training: average of weights " + ", ".join(h[:12] for h in info["training"]["averaged_from"]))
+    elif "training" in info:
         t = info["training"]
         lines.append(f"training: best epoch {t['epoch']}"
                      + (f", fine-tuned from weights {t['init_weights'][:12]}" if t["init_weights"] else ""))

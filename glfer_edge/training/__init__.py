@@ -1,11 +1,13 @@
-"""Training GLFER-Net (needs the ``torch`` extra): dataset, SELD loss, augmentations and the fit loop."""
+"""Training GLFER-Net (needs the ``torch`` extra): dataset, SELD loss, augmentations, the fit loop and weight
+averaging."""
 
 from glfer_edge.training.augment import FOA_TRANSFORMS, AugmentConfig, ChannelSwap, SELDAugment
+from glfer_edge.training.average import average_weights
 from glfer_edge.training.dataset import Recording, SELDDataset
 from glfer_edge.training.loss import LossTerms, SELDLoss, reduce_targets
 from glfer_edge.training.trainer import TrainConfig, Trainer, TrainResult, predict
 
 __all__ = [
     "FOA_TRANSFORMS", "AugmentConfig", "ChannelSwap", "SELDAugment", "Recording", "SELDDataset", "LossTerms",
-    "SELDLoss", "reduce_targets", "TrainConfig", "Trainer", "TrainResult", "predict",
+    "SELDLoss", "reduce_targets", "TrainConfig", "Trainer", "TrainResult", "predict", "average_weights",
 ]
