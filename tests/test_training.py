@@ -270,6 +270,8 @@ def test_fit_writes_the_run_and_resume_continues_exactly(synth_root, tmp_path):
 
     provenance = json.loads(read_metadata(full.best_path)["glfer_edge.training"])
     assert provenance["epoch"] == full.best_epoch and provenance["recipe"]["lr"] == 3e-3
+    last = json.loads(read_metadata(full.last_path)["glfer_edge.training"])
+    assert last["epoch"] == 2 and last["train_loss"] == pytest.approx(full.history[1]["train"]["loss"])
     model = load_model(full.best_path)
     assert torch.any(model.frontend.std != 1)  # statistics fitted and saved with the weights
     assert "resumed after epoch 1" in (tmp_path / "cut" / "train.log").read_text()

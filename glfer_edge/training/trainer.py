@@ -12,7 +12,7 @@ whole files) and travel in the weights as frontend buffers. A run started from t
 (``init_weights``: fine-tuning) keeps their statistics, because its network learned on those features.
 
 Files in the output folder: ``best.safetensors`` (weights + config + training provenance),
-``last.safetensors`` (weights after the last finished epoch) with ``last_state.safetensors``
+``last.safetensors`` (weights + config + provenance after the last finished epoch) with ``last_state.safetensors``
 (optimizer tensors, scheduler/epoch/best-so-far as JSON metadata; no pickle), ``history.json``
 and ``train.log``. Randomness is re-seeded from (seed, epoch) at every epoch start, so a resumed
 run draws exactly what an uninterrupted one would.
@@ -369,7 +369,10 @@ class Trainer:
         }
         with atomic_path(self.state_path) as tmp:
             save_file(tensors, str(tmp), metadata={_STATE_KEY: json.dumps(state)})
-        save_weights(self.model, self.last_path, extra_metadata={_STATE_KEY: {"epoch": self.epoch}})
+        # The last epoch's provenance too: a last checkpoint is what weight averaging and later
+        # fine-tunes start from, and a file should say where it came from.
+        provenance = {md.KEY_TRAINING: self._provenance(self.history[-1])} if self.history else {}
+        save_weights(self.model, self.last_path, extra_metadata={_STATE_KEY: {"epoch": self.epoch}, **provenance})
 
     def load_last(self) -> None:
         """Restore weights, optimizer, scheduler, epoch, best-so-far and history from the output folder."""
