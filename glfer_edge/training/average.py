@@ -2,9 +2,11 @@
 over the ends of learning-rate cycles, a "uniform model soup" (Wortsman et al., 2022).
 
 Each fine-tuning round (``glfer-edge train --init-weights``) is one cosine cycle that ends at a low
-rate near a minimum for the scenes it saw. Rounds that start from one ancestor stay in one basin, and
-the mean of their end points lies nearer its centre than any of them: a flatter solution that
-generalises better, at no inference cost. The mean covers every float tensor, BatchNorm running
+rate near a minimum for the scenes it saw. Rounds that start from one ancestor usually stay in one
+basin, and the mean of their end points lies nearer its centre: a flatter solution that often
+generalises better, at no inference cost. Whether it does is measured on validation like any
+candidate (on the bundled model's rounds it helped while the newest round had not gained and added
+nothing after one that had; model card). The mean covers every float tensor, BatchNorm running
 statistics included, as model soups do (SWA's re-estimation of those statistics on training data is
 not done).
 
