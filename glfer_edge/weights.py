@@ -45,6 +45,14 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     return meta
 
 
+def parent_record(path: str | Path) -> dict[str, Any]:
+    """How weights derived from ``path`` (a fine-tune, an average) name it in their provenance: file name,
+    sha256 and ``path``'s own training provenance (None when it has none)."""
+    path = Path(path)
+    training = read_metadata(path).get(md.KEY_TRAINING)
+    return {"file": path.name, "sha256": md.sha256_file(path), "training": training and json.loads(training)}
+
+
 def read_config(path: str | Path) -> SELDConfig:
     meta = read_metadata(path)
     try:

@@ -19,17 +19,15 @@ first checkpoint's: the averaged network is calibrated differently, so choose th
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from glfer_edge import metadata as md
 from glfer_edge.config import SELDConfig
 from glfer_edge.errors import ArtifactError, InputError
-from glfer_edge.weights import config_diff, load_model, read_metadata, save_weights
+from glfer_edge.weights import config_diff, load_model, parent_record, save_weights
 
 __all__ = ["average_weights"]
 
@@ -52,7 +50,8 @@ def average_weights(paths: Sequence[str | Path], out: str | Path) -> Path:
             raise ArtifactError(f"{path} is another model than {first} ({'; '.join(diff[:3])}); "
                                 "average only checkpoints of one preset and class list")
     states = [m.state_dict() for m in models]
-    averaged = {}
+    # Frontend constants and BatchNorm's num_batches_tracked (unused at inference) stay the first's.
+    averaged = dict(states[0])
     for key, tensor in states[0].items():
         if key.startswith(FIXED_PREFIX):
             other = next((p for p, s in zip(paths, states) if not torch.equal(s[key], tensor)), None)
@@ -60,21 +59,13 @@ def average_weights(paths: Sequence[str | Path], out: str | Path) -> Path:
                 raise ArtifactError(
                     f"{other} standardizes its features differently from {first} ({key} differs): only "
                     "fine-tunes of one model, which keep their parent's statistics, can be averaged")
-            averaged[key] = tensor
         elif tensor.is_floating_point():
             averaged[key] = torch.stack([s[key].double() for s in states]).mean(0).to(tensor.dtype)
-        else:  # BatchNorm's num_batches_tracked: unused at inference (fixed momentum)
-            averaged[key] = tensor
     base.load_state_dict(averaged)
-    provenance = {"average": {"method": "uniform", "parents": [_parent(p) for p in paths]}}
+    provenance = {"average": {"method": "uniform", "parents": [parent_record(p) for p in paths]}}
     return save_weights(base, out, extra_metadata={md.KEY_TRAINING: provenance})
 
 
 def _network(config: SELDConfig) -> SELDConfig:
     """The config without its decisions, which tune-threshold sets per checkpoint."""
     return config.replace(sed_threshold=SELDConfig.sed_threshold, doa_smoothing_frames=1, tta_decisions=())
-
-
-def _parent(path: Path) -> dict[str, Any]:
-    training = read_metadata(path).get(md.KEY_TRAINING)
-    return {"file": path.name, "sha256": md.sha256_file(path), "training": training and json.loads(training)}

@@ -48,7 +48,7 @@ from glfer_edge.postprocess import outputs_to_rows
 from glfer_edge.training.augment import AugmentConfig, SELDAugment
 from glfer_edge.training.dataset import SELDDataset
 from glfer_edge.training.loss import LossTerms, SELDLoss
-from glfer_edge.weights import load_model, read_metadata, save_weights
+from glfer_edge.weights import load_model, parent_record, read_metadata, save_weights
 
 __all__ = ["TrainConfig", "TrainResult", "Trainer", "cosine_scheduler", "predict", "score_predictions"]
 
@@ -241,8 +241,7 @@ class Trainer:
                     f"'{self.config.name}'; omit --preset to train with the weights' own"
                 )
         self.model.load_state_dict(init.state_dict())
-        parent = read_metadata(path).get(md.KEY_TRAINING)
-        return {"file": path.name, "sha256": md.sha256_file(path), "training": parent and json.loads(parent)}
+        return parent_record(path)
 
     def fit_statistics(self) -> None:
         """Fit the frontend's standardization statistics on the training split (whole files)."""
