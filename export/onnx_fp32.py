@@ -58,7 +58,7 @@ def export_fp32(
     import onnxslim
 
     config = export_config(model, segment_seconds)
-    model = reparameterize(model)  # a deep copy: CSS and LFE-BN folds (glfer_edge.model.reparam)
+    model = reparameterize(model)  # a deep copy: CSS fold, LFE as one 3x3 conv (glfer_edge.model.reparam)
     for m in model.modules():
         if isinstance(m, ODConv2d):  # same parameters and maths; per-sample kernels only at a fixed batch of 1
             m.formulation = "folded" if single_batch else "shifted"

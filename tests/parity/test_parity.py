@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -73,7 +74,9 @@ def perturbed(artifacts, tmp_path_factory) -> tuple[Path, str]:
 
     model = onnx.load(str(artifacts["fp32"]))
     weights = {i.name: i for i in model.graph.initializer}
-    convs = [n for n in model.graph.node if n.op_type == "Conv" and n.name.startswith("/encoder/stages.1/")]
+    uses = Counter(i for n in model.graph.node for i in n.input)
+    convs = [n for n in model.graph.node if n.op_type == "Conv" and n.name.startswith("/encoder/stages.1/")
+             and uses[n.input[1]] == 1]  # not the SE convs, whose one weight serves all four scales
     target = convs[len(convs) // 2]
     w = weights[target.input[1]]
     w.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(w) * np.float32(1.5), w.name))
