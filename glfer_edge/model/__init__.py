@@ -9,7 +9,6 @@ from glfer_edge.model.msfe import CSS, MSFE, PSA, SEWeight, channel_shuffle
 from glfer_edge.model.odconv import ODConv2d
 
 __all__ = [
-    "AFF", "CSS", "ConvBlock", "Encoder", "FR", "AxisAttention", "FusedLFE", "GLFERNet", "GLFExtractor", "LFEUnit",
-    "MSFE",
-    "ODConv2d", "PSA", "SEWeight", "SELDDecoder", "channel_shuffle",
+    "AFF", "CSS", "ConvBlock", "Encoder", "FR", "AxisAttention", "FusedLFE", "GLFERNet", "GLFExtractor",
+    "LFEUnit", "MSFE", "ODConv2d", "PSA", "SEWeight", "SELDDecoder", "channel_shuffle",
 ]
