@@ -8,14 +8,13 @@ in a one-node graph, at its own group count and at each halving down to a dense 
 ``--int8`` times QLinearConv instead (the int8-cpu form); its result sets the export's
 ``CPU_MIN_GROUP_OUTPUTS``.
 
-``--depthwise`` times a second exact FP32 rewrite beside each grouped convolution: replicate every
-input channel once per output of its group (a 0/1 1x1 convolution), a depthwise convolution (which,
-unlike a grouped one, has an NCHWc kernel), and a 0/1 1x1 convolution that sums each group's inputs.
-``--rewrite IN OUT`` writes a whole model with that form for the convolutions with at most
-``--max-outputs`` outputs per group, for an A/B with ``levers.py --extra``.
+``--depthwise`` times the FP32 artifact's rewrite (``glfer_edge.export.fp32_cpu``) beside each grouped
+convolution, whatever its kernel: the input's copies concatenated once per output of its group, a
+depthwise convolution (which, unlike a grouped one, has an NCHWc kernel), and a 0/1 1x1 convolution
+that sums each output's pairs. Its result sets the export's ``DEPTHWISE_MIN_KERNEL``; the whole-graph
+A/B is ``levers.py``'s "ort-fp32 ALL, grouped convs kept" variant.
 
     python benchmarks/grouped_conv.py --rounds 15 --threads 2 [--int8 | --depthwise]
-    python benchmarks/grouped_conv.py --rewrite model.fp32.onnx model.depthwise.onnx --max-outputs 2
 """
 
 from __future__ import annotations
@@ -54,64 +53,6 @@ def conv_graph(cin: int, cout: int, k: int, groups: int, hw: tuple[int, int], in
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
 
 
-def depthwise_form(model, max_outputs: int) -> int:
-    """Rewrite, in place, each constant-weight grouped Conv with at most ``max_outputs`` outputs per group
-    as 1x1 replicate -> depthwise -> 1x1 group sum (exact: 0/1 weights); returns how many it rewrote."""
-    from onnx import helper, numpy_helper
-
-    inits = {i.name: i for i in model.graph.initializer}
-    nodes, rewritten = [], 0
-    for node in model.graph.node:
-        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        g = attrs.pop("group", 1)
-        if node.op_type != "Conv" or g == 1 or node.input[1] not in inits:
-            nodes.append(node)
-            continue
-        w = numpy_helper.to_array(inits[node.input[1]])
-        cout, ci, kh, kw = w.shape
-        co, cin = cout // g, ci * g
-        if co > max_outputs or ci == 1:
-            nodes.append(node)
-            continue
-        # depthwise channel (group, input i, output o) <- input channel (group, i); output (group, o)
-        rep = np.kron(np.eye(cin, dtype=np.float32), np.ones((co, 1), np.float32))[..., None, None]
-        dw = w.reshape(g, co, ci, kh, kw).transpose(0, 2, 1, 3, 4).reshape(cin * co, 1, kh, kw)
-        group_sum = np.kron(np.eye(g, dtype=np.float32), np.tile(np.eye(co, dtype=np.float32), ci))[..., None, None]
-        p = node.name or node.output[0]
-        for name, arr in (("rep", rep), ("dw", dw), ("sum", group_sum)):
-            model.graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(arr), f"{p}_{name}"))
-        attrs.pop("kernel_shape", None)
-        nodes += [
-            helper.make_node("Conv", [node.input[0], f"{p}_rep"], [f"{p}_x"], kernel_shape=[1, 1]),
-            helper.make_node("Conv", [f"{p}_x", f"{p}_dw"], [f"{p}_y"], group=cin * co, kernel_shape=[kh, kw], **attrs),
-            helper.make_node("Conv", [f"{p}_y", f"{p}_sum", *node.input[2:3]], list(node.output), kernel_shape=[1, 1]),
-        ]
-        rewritten += 1
-    del model.graph.node[:]
-    model.graph.node.extend(nodes)
-    used = {name for node in nodes for name in node.input}
-    kept = [i for i in model.graph.initializer if i.name in used]
-    del model.graph.initializer[:]
-    model.graph.initializer.extend(kept)
-    return rewritten
-
-
-def rewrite(src: str, dst: str, max_outputs: int) -> None:
-    """Write ``src`` with its narrow grouped convolutions in the depthwise form; check both agree."""
-    import onnx
-    import onnxruntime as ort
-
-    model = onnx.load(src)
-    n = depthwise_form(model, max_outputs)
-    onnx.save(model, dst)
-    sessions = [ort.InferenceSession(path, providers=["CPUExecutionProvider"]) for path in (src, dst)]
-    inp = sessions[0].get_inputs()[0]
-    shape = [d if isinstance(d, int) else 1 for d in inp.shape]
-    feed = {inp.name: (np.random.default_rng(0).standard_normal(shape) * 0.05).astype(np.float32)}
-    diff = max(float(np.abs(a - b).max()) for a, b in zip(*(s.run(None, feed) for s in sessions)))
-    print(f"rewrote {n} grouped convolution(s); largest output difference {diff:.1e}")
-
-
 def median_ms(graph: bytes, cin: int, hw: tuple[int, int], rounds: int, threads: int, int8: bool = False) -> float:
     import onnxruntime as ort
 
@@ -135,18 +76,14 @@ def main() -> None:
     import onnx
 
     from glfer_edge.config import get_preset
+    from glfer_edge.export.fp32_cpu import depthwise_grouped_convs
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rounds", type=int, default=15)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--int8", action="store_true", help="time QLinearConv (the int8-cpu form) instead of Conv")
     p.add_argument("--depthwise", action="store_true", help="also time each convolution's depthwise form")
-    p.add_argument("--rewrite", nargs=2, metavar=("IN", "OUT"), help="write IN with the depthwise form to OUT")
-    p.add_argument("--max-outputs", type=int, default=2, help="--rewrite: largest outputs per group to rewrite")
     args = p.parse_args()
-    if args.rewrite:
-        rewrite(*args.rewrite, args.max_outputs)
-        return
     cfg = get_preset("paper")
     m = cfg.model
     n_branches = len(m.msfe_kernels)
@@ -159,8 +96,8 @@ def main() -> None:
                 continue
             cells, groups = [], g
             if args.depthwise:
-                model = onnx.load_from_string(conv_graph(width, width // n_branches, k, g, hw))
-                depthwise_form(model, max_outputs=width)
+                model = depthwise_grouped_convs(onnx.load_from_string(conv_graph(width, width // n_branches, k, g, hw)),
+                                                min_kernel=1)
                 ms = median_ms(model.SerializeToString(), width, hw, args.rounds, args.threads)
                 cells.append(f"depthwise {ms:.2f}")
             while groups >= 1:

@@ -9,7 +9,8 @@ optimization level ALL = with the NCHWc layout transformer vs EXTENDED vs BASIC,
 no spinning, IO binding), and an INT8 graph in onnxruntime's preferred CPU form (U8 activations,
 all op types) next to the TensorRT-oriented export (S8 symmetric, Conv/MatMul/Gemm only), and, at
 batch 1, the single-batch export (``glfer-edge export --single-batch``: ODConv as one convolution with
-its per-sample kernel instead of the shifted im2col) in FP32 and INT8-cpu.
+its per-sample kernel instead of the shifted im2col) in FP32 and INT8-cpu, and the FP32 graph without
+the artifact's CPU rewrite (grouped 7x7 convs kept, ``glfer_edge.export.fp32_cpu``).
 Artifacts come from the bench cache (``glfer-edge bench`` exports them; the single-batch ones are
 exported here, next to them).
 """
@@ -114,6 +115,23 @@ def single_batch_artifacts(source, cache: Path) -> dict[str, Path]:
     return {p: out / artifact_name(p) for p in wanted}
 
 
+def fp32_without_cpu_rewrite(source, cache: Path) -> Path:
+    """The FP32 graph before the artifact's CPU rewrite (``glfer_edge.export.fp32_cpu``: grouped 7x7 convs
+    kept), cached beside the bench's exports: the A/B of that lever in the whole graph."""
+    from glfer_edge.export.onnx_fp32 import export_fp32
+    from glfer_edge.metadata import sha256_file
+    from glfer_edge.weights import load_model
+
+    out = cache / f"{Path(source.artifacts['ort-fp32']).parent.name}-no-cpu-rewrite" / "model.fp32.onnx"
+    if not out.is_file():
+        import onnx
+
+        graph = export_fp32(load_model(source.weights), sha256_file(source.weights), source.config.segment_seconds)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        onnx.save(graph, str(out))
+    return out
+
+
 def main() -> None:
     from glfer_edge.bench import default_cache_dir, preset_weights, resolve_source
 
@@ -139,6 +157,8 @@ def main() -> None:
         variants.update(ort_variants(Path(source.artifacts[f"ort-{tag}"]), audio, args.threads, tag))
     # onnxruntime's CPU INT8 form (glfer-edge export --precision int8-cpu), at the runtime's setting only
     variants["ort-int8-cpu ALL"] = ort_run(ort_session(Path(source.artifacts["ort-int8-cpu"]), args.threads), audio)
+    variants["ort-fp32 ALL, grouped convs kept"] = ort_run(ort_session(fp32_without_cpu_rewrite(source, cache),
+                                                                       args.threads), audio)
     if args.batch == 1:
         for tag, path in single_batch_artifacts(source, cache).items():
             variants[f"ort-{tag} single-batch ALL"] = ort_run(ort_session(path, args.threads), audio)

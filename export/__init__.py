@@ -38,9 +38,11 @@ def export_onnx(
     weights_sha256: str = "unknown", single_batch: bool = False,
 ) -> Path:
     """Write the FP32 artifact of an in-memory model (atomic); ``single_batch``: the fixed batch-1 form."""
+    from glfer_edge.export.fp32_cpu import prepare_fp32_cpu_graph
     from glfer_edge.export.onnx_fp32 import export_fp32
 
-    return _save(export_fp32(model, weights_sha256, segment_seconds, opset, single_batch), Path(path))
+    graph = export_fp32(model, weights_sha256, segment_seconds, opset, single_batch)
+    return _save(prepare_fp32_cpu_graph(graph), Path(path))
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ def export_artifacts(
     fixes every artifact at batch 1 (static shapes; ODConv as one conv over its per-sample kernel).
     """
     from glfer_edge.errors import InputError
+    from glfer_edge.export.fp32_cpu import prepare_fp32_cpu_graph
     from glfer_edge.export.onnx_fp32 import export_fp32, fp32_self_check
 
     unknown = [p for p in precisions if p not in ARTIFACTS]
@@ -87,11 +90,12 @@ def export_artifacts(
     out_dir = Path(out_dir)
     shape = "fixed batch 1" if single_batch else "dynamic batch"
     say(f"exporting FP32 graph ({model.config.name}, segment {segment_seconds or model.config.segment_seconds:g} s, {shape})")
-    fp32 = export_fp32(model, sha, segment_seconds, opset, single_batch)
-    error = fp32_self_check(fp32, model, seed)
+    fp32 = export_fp32(model, sha, segment_seconds, opset, single_batch)  # the FP16 and INT8 forms start here
+    artifact = prepare_fp32_cpu_graph(fp32)  # the FP32 artifact: tuned for ONNX Runtime's CPU kernels
+    error = fp32_self_check(artifact, model, seed)
     artifacts, reports = {}, ()
     if "fp32" in precisions:
-        artifacts["fp32"] = _save(fp32, out_dir / artifact_name("fp32"))
+        artifacts["fp32"] = _save(artifact, out_dir / artifact_name("fp32"))
     if "fp16" in precisions:
         from glfer_edge.export.fp16 import convert_fp16
 

@@ -1,0 +1,60 @@
+"""The FP32 artifact's CPU rewrite (grouped 7x7 convs as depthwise + sum): exact, and only where it pays."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+from glfer_edge.export.fp32_cpu import depthwise_grouped_convs  # noqa: E402
+
+
+def _conv_graph(cin: int, cout: int, k: int, group: int, bias: bool, stride: int = 1, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    inits = [numpy_helper.from_array(rng.standard_normal((cout, cin // group, k, k)).astype(np.float32), "w")]
+    if bias:
+        inits.append(numpy_helper.from_array(rng.standard_normal(cout).astype(np.float32), "b"))
+    node = helper.make_node("Conv", ["x", "w", *(["b"] if bias else [])], ["y"], name="branch", group=group,
+                            kernel_shape=[k, k], pads=[k // 2] * 4, strides=[stride, stride])
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, cin, 9, 13])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, cout, None, None])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def _run(model, x: np.ndarray) -> np.ndarray:
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, {"x": x})[0]
+
+
+@pytest.mark.parametrize(("cin", "cout", "group", "bias"), [(16, 8, 8, False), (32, 16, 8, True), (8, 2, 2, False), (8, 8, 2, True)])
+def test_rewrite_is_exact(cin, cout, group, bias):
+    model = _conv_graph(cin, cout, 7, group, bias)
+    rewritten = depthwise_grouped_convs(model)
+    onnx.checker.check_model(rewritten, full_check=True)
+    ops = [n.op_type for n in rewritten.graph.node]
+    og = cout // group
+    assert ops == (["Concat"] if og > 1 else []) + ["Conv", "Conv"]
+    depthwise = rewritten.graph.node[-2]
+    assert helper.get_attribute_value(next(a for a in depthwise.attribute if a.name == "group")) == og * cin
+    assert rewritten.graph.node[-1].output[0] == "y"  # per-layer comparisons keep their names
+    x = np.random.default_rng(1).standard_normal((1, cin, 9, 13)).astype(np.float32)
+    want, got = _run(model, x), _run(rewritten, x)
+    assert np.abs(got - want).max() < 1e-4 * np.abs(want).max()
+    assert not np.array_equal(got, np.zeros_like(got))
+
+
+@pytest.mark.parametrize(("k", "group", "stride"), [(5, 4, 1), (3, 2, 1), (7, 1, 1), (7, 8, 2)])
+def test_small_kernels_dense_and_strided_convs_stay(k, group, stride):
+    model = _conv_graph(16, 16, k, group, False, stride)
+    assert [n.op_type for n in depthwise_grouped_convs(model).graph.node] == ["Conv"]
+
+
+def test_a_depthwise_conv_stays():
+    model = _conv_graph(8, 8, 7, 8, False)
+    assert depthwise_grouped_convs(model).graph.node[0].name == "branch"
