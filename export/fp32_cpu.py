@@ -16,6 +16,8 @@ depthwise kernels are slow.
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
@@ -40,10 +42,7 @@ def depthwise_grouped_convs(graph: onnx.ModelProto, min_kernel: int = DEPTHWISE_
     out = onnx.ModelProto()
     out.CopyFrom(graph)
     weights = {t.name: t for t in out.graph.initializer}
-    users: dict[str, int] = {}
-    for n in out.graph.node:
-        for i in n.input:
-            users[i] = users.get(i, 0) + 1
+    users = Counter(i for n in out.graph.node for i in n.input)
     nodes: list[onnx.NodeProto] = []
     for node in out.graph.node:
         w = _rewritable_weight(node, weights, users, min_kernel)
@@ -72,7 +71,7 @@ def depthwise_grouped_convs(graph: onnx.ModelProto, min_kernel: int = DEPTHWISE_
     return out
 
 
-def _rewritable_weight(node: onnx.NodeProto, weights: dict, users: dict, min_kernel: int) -> np.ndarray | None:
+def _rewritable_weight(node: onnx.NodeProto, weights: dict, users: Counter, min_kernel: int) -> np.ndarray | None:
     if node.op_type != "Conv" or users.get(node.input[1]) != 1 or node.input[1] not in weights:
         return None
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
