@@ -114,8 +114,8 @@ def test_fp32_graph_is_deployable(exported):
     ops = Counter(n.op_type for n in graph.graph.node)
     assert not {"STFT", "DFT", "Identity"} & set(ops) and ops["GRU"] == 2
     weights = {t.name: t for t in graph.graph.initializer}
-    groups = {a.i for n in graph.graph.node if n.op_type == "Conv" and weights[n.input[1]].dims[1] > 1  # not depthwise
-              for a in n.attribute if a.name == "group"}
+    not_depthwise = [n for n in graph.graph.node if n.op_type == "Conv" and weights[n.input[1]].dims[1] > 1]
+    groups = {a.i for n in not_depthwise for a in n.attribute if a.name == "group"}
     model_groups = {m.groups for m in exported["model"].modules() if isinstance(m, torch.nn.Conv2d)}
     assert groups <= model_groups | {1}  # no group = trace batch (folded ODConv)
     assert any(n.name.endswith("_depthwise") for n in graph.graph.node)  # the grouped 7x7s (export/fp32_cpu.py)

@@ -32,7 +32,8 @@ def _run(model, x: np.ndarray) -> np.ndarray:
     return session.run(None, {"x": x})[0]
 
 
-@pytest.mark.parametrize(("cin", "cout", "group", "bias"), [(16, 8, 8, False), (32, 16, 8, True), (8, 2, 2, False), (8, 8, 2, True)])
+@pytest.mark.parametrize(("cin", "cout", "group", "bias"),
+                         [(16, 8, 8, False), (32, 16, 8, True), (8, 2, 2, False), (8, 8, 2, True)])
 def test_rewrite_is_exact(cin, cout, group, bias):
     model = _conv_graph(cin, cout, 7, group, bias)
     rewritten = depthwise_grouped_convs(model)
