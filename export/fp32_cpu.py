@@ -45,11 +45,11 @@ def depthwise_grouped_convs(graph: onnx.ModelProto, min_kernel: int = DEPTHWISE_
     users = Counter(i for n in out.graph.node for i in n.input)
     nodes: list[onnx.NodeProto] = []
     for node in out.graph.node:
-        w = _rewritable_weight(node, weights, users, min_kernel)
-        if w is None:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if not _rewritable(node, attrs, weights, users, min_kernel):
             nodes.append(node)
             continue
-        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        w = numpy_helper.to_array(weights[node.input[1]])
         group, (cout, cg), x, y = attrs["group"], w.shape[:2], node.input[0], node.output[0]
         cin, og = cg * group, cout // group
         i = np.tile(np.arange(cin), og)
@@ -71,13 +71,10 @@ def depthwise_grouped_convs(graph: onnx.ModelProto, min_kernel: int = DEPTHWISE_
     return out
 
 
-def _rewritable_weight(node: onnx.NodeProto, weights: dict, users: Counter, min_kernel: int) -> np.ndarray | None:
-    if node.op_type != "Conv" or users.get(node.input[1]) != 1 or node.input[1] not in weights:
-        return None
-    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-    w = numpy_helper.to_array(weights[node.input[1]])
-    if attrs.get("group", 1) == 1 or w.shape[1] == 1 or w.ndim != 4 or min(w.shape[2:]) < min_kernel:
-        return None
-    if any(s != 1 for s in attrs.get("strides", [1])) or any(d != 1 for d in attrs.get("dilations", [1])):
-        return None
-    return w
+def _rewritable(node: onnx.NodeProto, attrs: dict, weights: dict, users: Counter, min_kernel: int) -> bool:
+    """A grouped, not depthwise, stride-1, undilated 2-D Conv with its own constant weight and a large kernel."""
+    if node.op_type != "Conv" or users[node.input[1]] != 1 or node.input[1] not in weights:
+        return False
+    dims = list(weights[node.input[1]].dims)
+    return (attrs.get("group", 1) > 1 and len(dims) == 4 and dims[1] > 1 and min(dims[2:]) >= min_kernel
+            and all(s == 1 for s in attrs.get("strides", [1])) and all(d == 1 for d in attrs.get("dilations", [1])))
