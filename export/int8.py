@@ -22,13 +22,16 @@ Two targets share the calibration (``INT8_TARGETS``):
   with S8 weights, every op type ORT has a quantized kernel for, INT32 biases. ORT fuses
   DQ -> Conv -> Q chains into ``QLinearConv`` (VNNI) only when a Conv's output is quantized too,
   which the TensorRT form leaves out for most Convs, so the TensorRT form runs slower than FP32 on
-  a CPU. Only ``CPU_FLOAT_SCOPES`` (frontend, decoder) stay float, every op in them: keeping the
+  a CPU. ``CPU_FLOAT_SCOPES`` (frontend, decoder) stay float, every op in them: keeping the
   encoder's attention gates float as well put DQ -> float Mul -> Q around full-size feature maps
-  and made this form slower than FP32 (paper preset: 297 vs 253 ms per 8-s segment). Before
-  quantizing, ``glfer_edge.export.int8_cpu.prepare_cpu_graph`` rewrites the FP32 graph, exactly,
-  into ops ORT's INT8 kernels run well (one Gelu node per GELU, dense instead of narrow grouped
-  convolutions, depthwise convolutions instead of average pooling). TensorRT rejects this form
-  (INT32 biases, asymmetric U8, an ORT contrib op).
+  and made this form slower than FP32 (paper preset: 297 vs 253 ms per 8-s segment). So do a few
+  nodes ORT runs faster in float (``glfer_edge.export.int8_cpu``): convs on fewer than 8 channels
+  (the stem's first) with their GELU, and the fused LFE units' edge-term Adds before a GELU. Before
+  quantizing, ``prepare_cpu_graph`` rewrites the FP32 graph, exactly, into ops ORT's INT8 kernels
+  run well and on all threads (one Gelu node per GELU, dense instead of narrow grouped
+  convolutions, depthwise convolutions instead of average pooling, gates expanded to the map's
+  shape); Concat inputs share the output's range, and afterwards Pad and Expand move U8 bytes.
+  TensorRT rejects this form (INT32 biases, asymmetric U8, an ORT contrib op).
 
 Measured (tiny preset, random weights with fitted statistics, SED head scaled so probabilities
 spread around the 0.3 threshold, 2-s segments, 64 generated calibration segments at -50..-3 dBFS
@@ -52,7 +55,9 @@ from typing import TYPE_CHECKING, Any
 
 import onnx
 
-from glfer_edge.export.int8_cpu import prepare_cpu_graph
+from glfer_edge.export.int8_cpu import (
+    gelu_bias_adds, movement_ops_on_uint8, narrow_input_convs, prepare_cpu_graph, share_concat_ranges,
+)
 from glfer_edge.export.onnx_meta import set_precision
 
 if TYPE_CHECKING:
@@ -112,22 +117,27 @@ def quantize_int8(
             },
         )
     else:
-        graph = prepare_cpu_graph(graph)
+        graph = prepare_cpu_graph(graph, float_scopes)
         op_types = None  # every op type
         excluded = {n.name for n in graph.graph.node
                     if n.op_type in CPU_FLOAT_OPS or any(s in n.name for s in float_scopes)}
+        excluded |= {*narrow_input_convs(graph), *gelu_bias_adds(graph)}
         quantized_nodes = {n.name for n in graph.graph.node} - excluded
         options = dict(activation_type=QuantType.QUInt8, extra_options={"WeightSymmetric": True})
     with tempfile.TemporaryDirectory(prefix="glfer-int8-") as tmp, _quiet_ort():
         src, out = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         onnx.save(graph, str(src))  # quantize_static rewrites a ModelProto argument in place
         ranges = _calibrate(src, Path(tmp), reader, method, quantized_nodes, op_types)
+        if target == "cpu":
+            ranges = share_concat_ranges(graph, ranges)
         _quantize_with_ranges(
             src, out, ranges, reader, Path(tmp), quant_format=QuantFormat.QDQ, op_types_to_quantize=op_types,
             per_channel=True, weight_type=QuantType.QInt8, nodes_to_exclude=sorted(excluded),
             calibrate_method=_ort_method(method), **options,
         )
         quantized = onnx.load(str(out))
+    if target == "cpu":
+        quantized = movement_ops_on_uint8(quantized)
     summary = {**calibration_summary(reader, method, float_scopes), "target": target}
     for message in summary["warnings"]:
         warnings.warn(message, stacklevel=2)

@@ -1,8 +1,10 @@
-"""Exact FP32-graph rewrites that precede the CPU INT8 form (``model.int8-cpu.onnx``).
+"""The CPU INT8 form (``model.int8-cpu.onnx``): exact graph rewrites around onnxruntime's quantizer.
 
 onnxruntime quantizes node by node and runs each quantized op with its own INT8 kernel, so the
-graph's op choice decides the speed. Each rewrite here is exact in FP32 and puts an op where
-ORT's kernel is slow into a form where it is fast (paper preset, 8-s segment, one thread):
+graph's op choice decides the speed, and with 2 threads so does whether a kernel uses both: ORT
+runs DequantizeLinear, QLinearConcat and a broadcasting QLinearMul on one thread. Each FP32
+rewrite here is exact and puts an op where ORT's kernel is slow into a form where it is fast
+(paper preset, 8-s segment, one thread unless said):
 
 * ``fuse_gelu``: each erf-GELU (five nodes) -> one ``com.microsoft`` ``Gelu``, run in float between
   one DQ and one Q instead of seven INT8-rounded passes;
@@ -13,18 +15,39 @@ ORT's kernel is slow into a form where it is fast (paper preset, 8-s segment, on
   (alone, U8, 64 x 320 x 100: QLinearAveragePool 7.1 ms, depthwise QLinearConv 0.4 ms;
   ``benchmarks/avgpool_int8.py``).
 
-``prepare_cpu_graph`` applies all of them. TensorRT gets none: its own kernels choose.
+* ``expand_broadcast_muls``: a feature map times a smaller gate -> times the gate expanded to the
+  map's shape (ORT parallelizes QLinearMul only for equal shapes; 2 threads, 64 x 320 x 100:
+  1.7 -> 0.8 ms).
+
+``prepare_cpu_graph`` applies all of them. Around the quantizer (``glfer_edge.export.int8``):
+
+* ``narrow_input_convs`` and ``gelu_bias_adds`` name nodes that stay float: ORT runs them faster so;
+* ``share_concat_ranges`` gives Concat inputs the output's calibration range (QLinearConcat copies);
+* ``movement_ops_on_uint8`` runs Pad and Expand on the quantized bytes.
+
+Paper preset, 2 threads, side by side (``benchmarks/results/cpu-2core-session18``): the four steps
+after ``prepare_cpu_graph``'s first three took the form from 1.30x to 1.72x faster than FP32 by
+minimum latency (1.27x -> 1.57x by median per-round ratio). TensorRT gets none: its own kernels choose.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
-__all__ = ["prepare_cpu_graph", "fuse_gelu", "densify_grouped_convs", "pools_as_depthwise_convs", "MIN_GROUP_OUTPUTS"]
+if TYPE_CHECKING:
+    from onnxruntime.quantization.calibrate import TensorsData
+
+__all__ = [
+    "prepare_cpu_graph", "fuse_gelu", "densify_grouped_convs", "pools_as_depthwise_convs", "expand_broadcast_muls",
+    "narrow_input_convs", "gelu_bias_adds", "share_concat_ranges", "movement_ops_on_uint8", "MIN_GROUP_OUTPUTS",
+    "MIN_QUANTIZED_INPUT_CHANNELS",
+]
 
 # A grouped Conv with fewer output channels per group than this runs dense.
 # `python benchmarks/grouped_conv.py --int8 --threads 1` (paper preset, one QLinearConv alone, ms at
@@ -33,12 +56,16 @@ __all__ = ["prepare_cpu_graph", "fuse_gelu", "densify_grouped_convs", "pools_as_
 # 7.7). At 8 rows it wins twice (stage 1 3x3/g2 5.2 -> 1.9, stage 2 5x5/g4 5.5 -> 4.0) and loses
 # once (stage 3 7x7/g8 5.2 -> 7.4): about 2 % of a segment net, within this VM's noise; 16 rows lose.
 MIN_GROUP_OUTPUTS = 8
+# A Conv reading fewer channels than this stays float in the CPU form (see narrow_input_convs).
+MIN_QUANTIZED_INPUT_CHANNELS = 8
 
 
-def prepare_cpu_graph(graph: onnx.ModelProto) -> onnx.ModelProto:
-    """All the rewrites, on a copy of ``graph``; GELU fusion last, so that ONNX shape inference (which has
-    no schema for ORT's contrib ops) sees the whole graph when the pools read their channel counts."""
-    return fuse_gelu(pools_as_depthwise_convs(densify_grouped_convs(graph)))
+def prepare_cpu_graph(graph: onnx.ModelProto, float_scopes: Iterable[str] = ()) -> onnx.ModelProto:
+    """All the rewrites, on a copy of ``graph``; nodes named with one of ``float_scopes`` stay float and keep
+    their broadcasts. GELU fusion last, so that ONNX shape inference (which has no schema for ORT's
+    contrib ops) sees the whole graph when the pools and Muls read their shapes."""
+    graph = pools_as_depthwise_convs(densify_grouped_convs(graph))
+    return fuse_gelu(expand_broadcast_muls(graph, float_scopes))
 
 
 def fuse_gelu(graph: onnx.ModelProto) -> onnx.ModelProto:
@@ -188,3 +215,183 @@ def _scalar_constants(graph: onnx.ModelProto) -> dict[str, float]:
     return values
 
 
+def expand_broadcast_muls(graph: onnx.ModelProto, float_scopes: Iterable[str] = ()) -> onnx.ModelProto:
+    """Copy of ``graph`` where each Mul of a feature map by a smaller gate that broadcasts over it (FR's axis gates,
+    PSA's scale weights, ODConv's filter attention) multiplies by the gate expanded to the map's shape.
+
+    Exact. Why, for the CPU form only: ORT parallelizes ``QLinearMul`` only over inputs of one shape; a
+    broadcast one runs on one thread (paper preset, 2 threads: 1.7 ms for a (1, 64, 320, 100) map times
+    a (1, 64, 1, 1) gate; the U8 Expand and a same-shape QLinearMul 0.8 ms). Gates with one value per
+    sample (ODConv's spatial attention) broadcast as a scalar, which ORT parallelizes: left alone, as
+    are the Muls named with one of ``float_scopes`` (float Mul broadcasts on all threads) and those
+    that feed a Pad (ODConv's input attention before its im2col): ORT's layout optimizer moves its
+    NHWC transposes through a Mul but not through an Expand, and the transpose it then leaves on the
+    im2col columns (4.4 ms in stage 1) costs more than the one-thread Mul (1.0 ms).
+    """
+    scopes = tuple(float_scopes)
+    padded = {n.input[0] for n in graph.graph.node if n.op_type == "Pad"}
+    out = onnx.ModelProto()
+    out.CopyFrom(graph)
+    inferred = onnx.shape_inference.infer_shapes(out)
+    shapes = {}
+    for v in (*inferred.graph.value_info, *inferred.graph.input):
+        dims = v.type.tensor_type.shape.dim
+        shapes[v.name] = [d.dim_value if d.HasField("dim_value") else d.dim_param or "?" for d in dims]
+    nodes = []
+    for node in out.graph.node:
+        quantized = node.op_type == "Mul" and not any(scope in node.name for scope in scopes)
+        quantized = quantized and node.output[0] not in padded
+        a, b = (shapes.get(i) for i in node.input[:2]) if quantized else (None, None)
+        if a is None or b is None or len(a) != len(b) or a == b:
+            nodes.append(node)
+            continue
+        if _broadcasts_into(b, a):
+            big, gate = node.input[0], node.input[1]
+        elif _broadcasts_into(a, b):
+            big, gate = node.input[1], node.input[0]
+        else:
+            nodes.append(node)
+            continue
+        # Expand broadcasts both ways: a constant shape with 1 wherever the gate has its own size keeps the
+        # batch dynamic and reads no tensor (a Shape of the quantized map would cost it a DQ pass).
+        target = [m if g == 1 else 1 for g, m in zip(shapes[gate], shapes[big])]
+        if all(d == 1 for d in shapes[gate][1:]) or not all(isinstance(d, int) for d in target):
+            nodes.append(node)  # one value per sample (a scalar broadcast), or a size known only at run time
+            continue
+        shape, expanded = f"{node.name}/expand_shape", f"{node.name}/expanded_gate"
+        out.graph.initializer.append(numpy_helper.from_array(np.array(target, np.int64), shape))
+        nodes.append(onnx.helper.make_node("Expand", [gate, shape], [expanded], name=f"{node.name}_expand_gate"))
+        node.input[list(node.input).index(gate)] = expanded
+        nodes.append(node)
+    del out.graph.node[:]
+    out.graph.node.extend(nodes)
+    return out
+
+
+def _broadcasts_into(small: list, big: list) -> bool:
+    """Whether a tensor of shape ``small`` broadcasts to ``big`` (same rank) and is smaller."""
+    return all(s == 1 or s == b for s, b in zip(small, big)) and any(s == 1 and b != 1 for s, b in zip(small, big))
+
+
+def narrow_input_convs(graph: onnx.ModelProto, min_channels: int = MIN_QUANTIZED_INPUT_CHANNELS) -> list[str]:
+    """Names of the Convs that read fewer than ``min_channels`` channels, and of the GELU each one alone feeds:
+    nodes the CPU form keeps float. In GLFER-Net: the stem's first conv (7 feature channels) with its
+    GELU, and the 1-channel Conv1d gates of FR and SE on pooled vectors (tiny either way).
+
+    Why (paper preset, 8-s segment, 2 threads, ``profile-ops-int8-cpu.txt`` in
+    ``benchmarks/results/cpu-2core-session18``): the stem's first conv took about 10 ms as QLinearConv
+    and 4-6 ms as ORT's float NCHWc conv, and its GELU about 10 ms as DQ -> Gelu -> Q (on
+    640 x 200 x 32, the DQ on one thread) against 4-5 ms in float.
+    """
+    weights = {t.name: t for t in graph.graph.initializer}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for n in graph.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    names = []
+    for n in graph.graph.node:
+        if n.op_type != "Conv" or len(n.input) < 2 or n.input[1] not in weights:
+            continue
+        group = next((a.i for a in n.attribute if a.name == "group"), 1)
+        if weights[n.input[1]].dims[1] * group >= min_channels:
+            continue
+        names.append(n.name)
+        users = consumers.get(n.output[0], [])
+        if len(users) == 1 and users[0].op_type == "Gelu":
+            names.append(users[0].name)
+    return names
+
+
+def gelu_bias_adds(graph: onnx.ModelProto) -> list[str]:
+    """Names of the Adds of a constant that lead, alone or in a chain, into a GELU: nodes the CPU form keeps
+    float (the fused LFE units' edge terms, ``glfer_edge.model.lfe.FusedLFE``).
+
+    Why: quantized, each is a QLinearAdd with a Q and a DQ around it, three passes over the feature
+    map where float needs one; the GELU runs in float between a DQ and a Q either way.
+    """
+    constants = {t.name for t in graph.graph.initializer}
+    constants |= {o for n in graph.graph.node if n.op_type == "Constant" for o in n.output}
+    producer = {o: n for n in graph.graph.node for o in n.output}
+    consumers: dict[str, int] = {}
+    for n in graph.graph.node:
+        for i in n.input:
+            consumers[i] = consumers.get(i, 0) + 1
+    names = []
+    for gelu in (n for n in graph.graph.node if n.op_type == "Gelu"):
+        node = producer.get(gelu.input[0])
+        while (
+            node is not None and node.op_type == "Add" and consumers[node.output[0]] == 1
+            and sum(i in constants for i in node.input) == 1
+        ):
+            names.append(node.name)
+            node = producer.get(next(i for i in node.input if i not in constants))
+    return names
+
+
+def share_concat_ranges(graph: onnx.ModelProto, ranges: TensorsData) -> TensorsData:
+    """Calibration ranges with each Concat input that feeds nothing else given the Concat output's range.
+
+    ORT's ``QLinearConcat`` requantizes an input whose scale or zero point differs from the output's
+    through a lookup table; with equal parameters it copies. The output's range quantizes the
+    concatenated tensor anyway: an input without other consumers loses only a step that the Concat
+    rounds away. (The quantizer gives an Unsqueeze or Reshape output its input's scale whatever the
+    range says: PSA's stacked branches keep theirs.)
+    """
+    consumers: dict[str, int] = {}
+    for n in graph.graph.node:
+        for i in n.input:
+            consumers[i] = consumers.get(i, 0) + 1
+    for n in graph.graph.node:
+        if n.op_type != "Concat" or n.output[0] not in ranges:
+            continue
+        for i in n.input:
+            if i in ranges and consumers.get(i) == list(n.input).count(i):
+                ranges.data[i] = ranges[n.output[0]]
+    return ranges
+
+
+def movement_ops_on_uint8(quantized: onnx.ModelProto) -> onnx.ModelProto:
+    """Copy of a QDQ graph where each zero Pad and each Expand between a DequantizeLinear and a QuantizeLinear
+    reads the quantized tensor and keeps its scale and zero point: ``DQ -> Pad -> Q`` becomes a Pad on
+    U8 with the zero point as pad value. Exact: values only move, and 0.0 quantizes to the zero point.
+
+    Why: ORT runs such a Pad (ODConv's im2col) in float, its DQ on one thread, and runs an Expand on
+    U8 only when both sides share one scale, which the quantizer does not give a Softmax output.
+    """
+    out = onnx.ModelProto()
+    out.CopyFrom(quantized)
+    nodes = out.graph.node
+    producer = {o: n for n in nodes for o in n.output}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for n in nodes:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    scalars = _scalar_constants(out)
+    dropped: set[int] = set()
+    for node in nodes:
+        if node.op_type not in ("Pad", "Expand"):
+            continue
+        dq, users = producer.get(node.input[0]), consumers.get(node.output[0], [])
+        if dq is None or dq.op_type != "DequantizeLinear" or len(users) != 1 or users[0].op_type != "QuantizeLinear":
+            continue
+        q, readers = users[0], consumers.get(users[0].output[0], [])
+        if not readers or any(r.op_type != "DequantizeLinear" for r in readers):
+            continue
+        if node.op_type == "Pad":
+            mode = next((a.s for a in node.attribute if a.name == "mode"), b"constant")
+            value = node.input[2] if len(node.input) > 2 else ""
+            if mode != b"constant" or (value and scalars.get(value) != 0.0):
+                continue
+            del node.input[2:]
+            node.input.append(dq.input[2])  # the zero point: 0.0 quantized
+        node.input[0] = dq.input[0]
+        node.output[0] = q.output[0]
+        for reader in readers:
+            reader.input[1], reader.input[2] = dq.input[1], dq.input[2]
+        dropped.add(id(q))
+        if len(consumers[dq.output[0]]) == 1:
+            dropped.add(id(dq))
+    kept = [n for n in nodes if id(n) not in dropped]
+    del nodes[:]
+    nodes.extend(kept)
+    return out

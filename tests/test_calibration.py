@@ -8,6 +8,7 @@ probabilities straddle the 0.3 threshold: the hardest case for decision agreemen
 from __future__ import annotations
 
 import json
+import re
 import warnings
 
 import numpy as np
@@ -24,7 +25,8 @@ from glfer_edge.config import get_preset
 from glfer_edge.errors import InputError
 from glfer_edge.export.int8 import CPU_FLOAT_SCOPES, FLOAT_SCOPES, MIN_SEGMENTS, quantize_int8
 from glfer_edge.export.int8_cpu import (
-    MIN_GROUP_OUTPUTS, densify_grouped_convs, fuse_gelu, pools_as_depthwise_convs, prepare_cpu_graph,
+    MIN_GROUP_OUTPUTS, densify_grouped_convs, expand_broadcast_muls, fuse_gelu, gelu_bias_adds, movement_ops_on_uint8,
+    narrow_input_convs, pools_as_depthwise_convs, prepare_cpu_graph,
 )
 from glfer_edge.export.onnx_fp32 import export_fp32
 from glfer_edge.export.onnx_meta import calibration_of, graph_config, graph_metadata
@@ -168,7 +170,10 @@ def test_cpu_int8_runs_nearly_every_trunk_conv_as_qlinearconv(fp32, int8, int8_c
     zero_points = [initializer(int8_cpu, n.input[2]) for n in int8_cpu.graph.node
                    if n.op_type == "QuantizeLinear" and n.input[0] not in {t.name for t in int8_cpu.graph.initializer}]
     assert zero_points and all(z.dtype == np.uint8 for z in zero_points)  # U8 activations, asymmetric
-    trunk_convs = sum(1 for n in fp32.graph.node if n.op_type == "Conv" and not any(s in n.name for s in CPU_FLOAT_SCOPES))
+    prepared = prepare_cpu_graph(fp32)
+    narrow = set(narrow_input_convs(prepared))  # float by design: the stem's first conv, gates on pooled vectors
+    trunk_convs = sum(1 for n in prepared.graph.node if n.op_type == "Conv" and n.name not in narrow
+                      and not any(s in n.name for s in CPU_FLOAT_SCOPES))
     cpu, trt = _fused_ops(int8_cpu, tmp_path), _fused_ops(int8, tmp_path)
     # the reason for the CPU form: ORT fuses a Conv into QLinearConv only when its output is quantized too
     assert cpu.get("QLinearConv", 0) >= 0.9 * trunk_convs > trt.get("QLinearConv", 0)
@@ -251,6 +256,88 @@ def test_cpu_int8_keeps_gelu_and_batchnorm_float(fp32, int8_cpu, tmp_path):
     dtypes = {t.name: t.data_type for t in int8_cpu.graph.initializer}
     sources = {n.output[0]: dtypes.get(n.input[0]) for n in int8_cpu.graph.node if n.op_type == "DequantizeLinear"}
     assert params and all(p in dtypes or sources.get(p) == onnx.TensorProto.INT32 for p in params)
+
+
+def test_expand_broadcast_muls_is_exact_and_leaves_scalar_and_padded_gates(fp32, config):
+    expanded = expand_broadcast_muls(fp32, CPU_FLOAT_SCOPES)
+    gated = {n.name for n in expanded.graph.node if n.op_type == "Mul" and any("expanded_gate" in i for i in n.input)}
+    stages = len(config.model.glf_channels)
+    # per GLF stage: FR's three axis gates, PSA's scale weights, ODConv's filter attention
+    assert len(gated) == 5 * stages
+    assert sum("/fr/" in g for g in gated) == 3 * stages and sum(g.endswith("/odconv/Mul_10") for g in gated) == stages
+    # ODConv's input attention feeds the im2col Pad; its spatial attention is one value per sample and tap
+    assert not any(re.search(r"/odconv/Mul(_[1-9])?$", g) for g in gated)
+    untouched = expand_broadcast_muls(fp32, ("/frontend/", "/encoder/", "/decoder/"))
+    assert untouched.SerializeToString() == fp32.SerializeToString()  # float scopes keep their broadcasts
+    _assert_same_outputs(fp32, expanded, config)
+
+
+def test_movement_ops_run_on_uint8_and_change_no_value():
+    """DQ -> Pad -> Q and DQ -> Expand -> Q as one U8 Pad / Expand: the same output bytes."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    params = [numpy_helper.from_array(np.array(0.05, np.float32), "s"),
+              numpy_helper.from_array(np.array(7, np.uint8), "z"),
+              numpy_helper.from_array(np.array([0, 0, 1, 2, 0, 0, 1, 2], np.int64), "pads"),
+              numpy_helper.from_array(np.array([3, 1, 1, 1], np.int64), "shape")]
+    nodes = [helper.make_node("DequantizeLinear", ["x", "s", "z"], ["xf"]),
+             helper.make_node("Pad", ["xf", "pads"], ["p"]),
+             helper.make_node("QuantizeLinear", ["p", "s", "z"], ["pq"]),
+             helper.make_node("DequantizeLinear", ["pq", "s", "z"], ["pf"]),
+             helper.make_node("Expand", ["pf", "shape"], ["e"]),
+             helper.make_node("QuantizeLinear", ["e", "s", "z"], ["eq"]),
+             helper.make_node("DequantizeLinear", ["eq", "s", "z"], ["y"])]
+    graph = helper.make_graph(
+        nodes, "movement", [helper.make_tensor_value_info("x", TensorProto.UINT8, [1, 2, 3, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], params,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    moved = movement_ops_on_uint8(model)
+    ops = [n.op_type for n in moved.graph.node]
+    assert ops == ["Pad", "Expand", "DequantizeLinear"]
+    assert next(n for n in moved.graph.node if n.op_type == "Pad").input[2] == "z"  # pads with the zero point
+    x = np.random.default_rng(0).integers(0, 255, (1, 2, 3, 4), dtype=np.uint8)
+    run = lambda m: ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(  # noqa: E731
+        None, {"x": x})[0]
+    out = run(moved)
+    assert out.shape == (3, 2, 5, 8)
+    np.testing.assert_array_equal(out, run(model))
+
+
+def test_cpu_int8_keeps_the_stem_conv_and_lfe_edge_terms_float(fp32, int8_cpu, config):
+    prepared = prepare_cpu_graph(fp32)
+    narrow = narrow_input_convs(prepared)
+    stem = next(n for n in fp32.graph.node if n.op_type == "Conv" and "/stem/" in n.name)
+    assert stem.name in narrow and any("/stem/" in n and n.endswith("Gelu") for n in narrow)
+    dims = {t.name: t.dims for t in prepared.graph.initializer}
+    wide = [n for n in prepared.graph.node if n.op_type == "Conv" and n.name not in narrow]
+    assert wide and all(dims[n.input[1]][1] * _groups(prepared)[n.name] >= 8 for n in wide)
+    adds = gelu_bias_adds(prepared)  # one edge Add per axis in each fused LFE unit, two units per GLF stage
+    assert len(adds) == 2 * 2 * len(config.model.glf_channels) and all("/lfe" in a for a in adds)
+    # float in the INT8 graph: float weights / constants, and no QuantizeLinear between the chained nodes
+    floats = {t.name for t in int8_cpu.graph.initializer if t.data_type == onnx.TensorProto.FLOAT}
+    nodes = {n.name: n for n in int8_cpu.graph.node}
+    consumers = {i: n for n in int8_cpu.graph.node for i in n.input}
+    assert nodes[stem.name].input[1] in floats
+    assert consumers[nodes[stem.name].output[0]].op_type == "Gelu"
+    for add in (nodes[a] for a in adds):
+        assert any(i in floats for i in add.input) and consumers[add.output[0]].op_type in ("Add", "Gelu")
+
+
+def test_cpu_int8_concats_and_movement_ops_keep_one_scale(int8_cpu, config):
+    producer = {o: n for n in int8_cpu.graph.node for o in n.output}
+    consumers = {i: n for n in int8_cpu.graph.node for i in n.input}
+    value = lambda name: float(initializer(int8_cpu, name))  # noqa: E731
+    # ODConv's im2col: nine shifted, attention-scaled copies, each read by the Concat alone
+    im2col = [n for n in int8_cpu.graph.node if n.op_type == "Concat" and "/odconv/" in n.name and len(n.input) == 9]
+    assert len(im2col) == len(config.model.glf_channels)
+    for concat in im2col:
+        q = consumers[concat.output[0]]
+        out = (value(q.input[1]), value(q.input[2]))
+        assert all((value(producer[i].input[1]), value(producer[i].input[2])) == out for i in concat.input)
+    moving = [n for n in int8_cpu.graph.node if n.op_type in ("Pad", "Expand") and "/frontend/" not in n.name]
+    assert moving and all(producer[n.input[0]].op_type != "DequantizeLinear" for n in moving)
 
 
 def test_cpu_int8_close_to_fp32_on_held_out_scenes(fp32, int8_cpu, config):
