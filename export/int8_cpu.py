@@ -25,9 +25,10 @@ rewrite here is exact and puts an op where ORT's kernel is slow into a form wher
 * ``share_concat_ranges`` gives Concat inputs the output's calibration range (QLinearConcat copies);
 * ``movement_ops_on_uint8`` runs Pad and Expand on the quantized bytes.
 
-Paper preset, 2 threads, side by side (``benchmarks/results/cpu-2core-session18``): the four steps
-after ``prepare_cpu_graph``'s first three took the form from 1.30x to 1.72x faster than FP32 by
-minimum latency (1.27x -> 1.57x by median per-round ratio). TensorRT gets none: its own kernels choose.
+Paper preset, 2 threads, interleaved with the session-start form (``benchmarks/results/cpu-2core-session18``,
+``levers-*-vs-presession``): the steps after ``prepare_cpu_graph``'s first three made the form 1.15x
+and 1.08x faster by median per-round ratio (60 and 120 rounds), 1.58x and 1.43x faster than FP32
+against 1.42x and 1.34x. TensorRT gets none: its own kernels choose.
 """
 
 from __future__ import annotations
@@ -278,10 +279,9 @@ def narrow_input_convs(graph: onnx.ModelProto, min_channels: int = MIN_QUANTIZED
     nodes the CPU form keeps float. In GLFER-Net: the stem's first conv (7 feature channels) with its
     GELU, and the 1-channel Conv1d gates of FR and SE on pooled vectors (tiny either way).
 
-    Why (paper preset, 8-s segment, 2 threads, ``profile-ops-int8-cpu.txt`` in
-    ``benchmarks/results/cpu-2core-session18``): the stem's first conv took about 10 ms as QLinearConv
-    and 4-6 ms as ORT's float NCHWc conv, and its GELU about 10 ms as DQ -> Gelu -> Q (on
-    640 x 200 x 32, the DQ on one thread) against 4-5 ms in float.
+    Why (paper preset, 8-s segment, 2 threads, ORT profiles of the form without this rule, session 18):
+    the stem's first conv took about 10 ms as QLinearConv and 4-6 ms as ORT's float NCHWc conv, and its
+    GELU about 10 ms as DQ -> Gelu -> Q (on 640 x 200 x 32, the DQ on one thread) against 4-5 ms in float.
     """
     weights = {t.name: t for t in graph.graph.initializer}
     consumers: dict[str, list[onnx.NodeProto]] = {}
@@ -375,9 +375,11 @@ def movement_ops_on_uint8(quantized: onnx.ModelProto) -> onnx.ModelProto:
         if dq is None or dq.op_type != "DequantizeLinear" or len(users) != 1 or users[0].op_type != "QuantizeLinear":
             continue
         q, readers = users[0], consumers.get(users[0].output[0], [])
-        if not readers or any(r.op_type != "DequantizeLinear" for r in readers):
-            continue
+        if not readers or any(r.op_type != "DequantizeLinear" for r in readers) or len(dq.input) < 3:
+            continue  # (a DQ without zero point input: not the quantizer's form)
         if node.op_type == "Pad":
+            if len(node.input) > 3:
+                continue  # an axes input (opset 18): not the exporter's form
             mode = next((a.s for a in node.attribute if a.name == "mode"), b"constant")
             value = node.input[2] if len(node.input) > 2 else ""
             if mode != b"constant" or (value and scalars.get(value) != 0.0):
@@ -394,4 +396,8 @@ def movement_ops_on_uint8(quantized: onnx.ModelProto) -> onnx.ModelProto:
     kept = [n for n in nodes if id(n) not in dropped]
     del nodes[:]
     nodes.extend(kept)
+    used = {i for n in kept for i in n.input}
+    orphans = [t for t in out.graph.initializer if t.name not in used]  # the dropped Qs' scales and zero points
+    for t in orphans:
+        out.graph.initializer.remove(t)
     return out
