@@ -81,11 +81,7 @@ def fuse_gelu(graph: onnx.ModelProto) -> onnx.ModelProto:
     out = onnx.ModelProto()
     out.CopyFrom(graph)
     nodes = out.graph.node
-    producer = {o: n for n in nodes for o in n.output}
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for n in nodes:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
+    producer, consumers = _links(out)
     constants = _scalar_constants(out)
 
     def only_consumer(node: onnx.NodeProto, op_type: str) -> onnx.NodeProto | None:
@@ -126,9 +122,7 @@ def fuse_gelu(graph: onnx.ModelProto) -> onnx.ModelProto:
         kept = [n for n in kept if n.op_type != "Constant" or n.output[0] in used]  # the patterns' sqrt 2, 1, 0.5
         del nodes[:]
         nodes.extend(kept)
-        unused = [t for t in out.graph.initializer if t.name not in used]
-        for t in unused:
-            out.graph.initializer.remove(t)
+        _drop_unused_initializers(out)
         if not any(o.domain == "com.microsoft" for o in out.opset_import):
             out.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
     return out
@@ -175,12 +169,7 @@ def pools_as_depthwise_convs(graph: onnx.ModelProto) -> onnx.ModelProto:
     """
     out = onnx.ModelProto()
     out.CopyFrom(graph)
-    inferred = onnx.shape_inference.infer_shapes(out)
-    channels = {}
-    for v in (*inferred.graph.value_info, *inferred.graph.input):
-        dims = v.type.tensor_type.shape.dim
-        if len(dims) == 4 and dims[1].dim_value > 0:
-            channels[v.name] = dims[1].dim_value
+    channels = {k: d[1] for k, d in _inferred_shapes(out).items() if len(d) == 4 and isinstance(d[1], int) and d[1] > 0}
     for node in out.graph.node:
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
         kernel = list(attrs.get("kernel_shape", []))
@@ -202,6 +191,30 @@ def pools_as_depthwise_convs(graph: onnx.ModelProto) -> onnx.ModelProto:
         )
         node.CopyFrom(conv)
     return out
+
+
+def _inferred_shapes(graph: onnx.ModelProto) -> dict[str, list[int | str]]:
+    """Shape of every tensor ONNX shape inference knows: ints, or the symbolic name (``"?"`` if none)."""
+    inferred = onnx.shape_inference.infer_shapes(graph)
+    return {v.name: [d.dim_value if d.HasField("dim_value") else d.dim_param or "?"
+                     for d in v.type.tensor_type.shape.dim]
+            for v in (*inferred.graph.value_info, *inferred.graph.input)}
+
+
+def _links(graph: onnx.ModelProto) -> tuple[dict[str, onnx.NodeProto], dict[str, list[onnx.NodeProto]]]:
+    """(producer of each tensor, consumers of each tensor; a node that reads a tensor twice counts twice)."""
+    producer = {o: n for n in graph.graph.node for o in n.output}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for n in graph.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    return producer, consumers
+
+
+def _drop_unused_initializers(graph: onnx.ModelProto) -> None:
+    used = {i for n in graph.graph.node for i in n.input} | {o.name for o in graph.graph.output}
+    for t in [t for t in graph.graph.initializer if t.name not in used]:
+        graph.graph.initializer.remove(t)
 
 
 def _scalar_constants(graph: onnx.ModelProto) -> dict[str, float]:
@@ -233,11 +246,7 @@ def expand_broadcast_muls(graph: onnx.ModelProto, float_scopes: Iterable[str] = 
     padded = {n.input[0] for n in graph.graph.node if n.op_type == "Pad"}
     out = onnx.ModelProto()
     out.CopyFrom(graph)
-    inferred = onnx.shape_inference.infer_shapes(out)
-    shapes = {}
-    for v in (*inferred.graph.value_info, *inferred.graph.input):
-        dims = v.type.tensor_type.shape.dim
-        shapes[v.name] = [d.dim_value if d.HasField("dim_value") else d.dim_param or "?" for d in dims]
+    shapes = _inferred_shapes(out)
     nodes = []
     for node in out.graph.node:
         quantized = node.op_type == "Mul" and not any(scope in node.name for scope in scopes)
@@ -284,10 +293,7 @@ def narrow_input_convs(graph: onnx.ModelProto, min_channels: int = MIN_QUANTIZED
     GELU about 10 ms as DQ -> Gelu -> Q (on 640 x 200 x 32, the DQ on one thread) against 4-5 ms in float.
     """
     weights = {t.name: t for t in graph.graph.initializer}
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for n in graph.graph.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
+    _, consumers = _links(graph)
     names = []
     for n in graph.graph.node:
         if n.op_type != "Conv" or len(n.input) < 2 or n.input[1] not in weights:
@@ -311,16 +317,12 @@ def gelu_bias_adds(graph: onnx.ModelProto) -> list[str]:
     """
     constants = {t.name for t in graph.graph.initializer}
     constants |= {o for n in graph.graph.node if n.op_type == "Constant" for o in n.output}
-    producer = {o: n for n in graph.graph.node for o in n.output}
-    consumers: dict[str, int] = {}
-    for n in graph.graph.node:
-        for i in n.input:
-            consumers[i] = consumers.get(i, 0) + 1
+    producer, consumers = _links(graph)
     names = []
     for gelu in (n for n in graph.graph.node if n.op_type == "Gelu"):
         node = producer.get(gelu.input[0])
         while (
-            node is not None and node.op_type == "Add" and consumers[node.output[0]] == 1
+            node is not None and node.op_type == "Add" and len(consumers[node.output[0]]) == 1
             and sum(i in constants for i in node.input) == 1
         ):
             names.append(node.name)
@@ -337,15 +339,12 @@ def share_concat_ranges(graph: onnx.ModelProto, ranges: TensorsData) -> TensorsD
     rounds away. (The quantizer gives an Unsqueeze or Reshape output its input's scale whatever the
     range says: PSA's stacked branches keep theirs.)
     """
-    consumers: dict[str, int] = {}
-    for n in graph.graph.node:
-        for i in n.input:
-            consumers[i] = consumers.get(i, 0) + 1
+    _, consumers = _links(graph)
     for n in graph.graph.node:
         if n.op_type != "Concat" or n.output[0] not in ranges:
             continue
         for i in n.input:
-            if i in ranges and consumers.get(i) == list(n.input).count(i):
+            if i in ranges and len(consumers[i]) == list(n.input).count(i):
                 ranges.data[i] = ranges[n.output[0]]
     return ranges
 
@@ -361,11 +360,7 @@ def movement_ops_on_uint8(quantized: onnx.ModelProto) -> onnx.ModelProto:
     out = onnx.ModelProto()
     out.CopyFrom(quantized)
     nodes = out.graph.node
-    producer = {o: n for n in nodes for o in n.output}
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for n in nodes:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
+    producer, consumers = _links(out)
     scalars = _scalar_constants(out)
     dropped: set[int] = set()
     for node in nodes:
@@ -396,8 +391,5 @@ def movement_ops_on_uint8(quantized: onnx.ModelProto) -> onnx.ModelProto:
     kept = [n for n in nodes if id(n) not in dropped]
     del nodes[:]
     nodes.extend(kept)
-    used = {i for n in kept for i in n.input}
-    orphans = [t for t in out.graph.initializer if t.name not in used]  # the dropped Qs' scales and zero points
-    for t in orphans:
-        out.graph.initializer.remove(t)
+    _drop_unused_initializers(out)  # the dropped Qs' scales and zero points
     return out
