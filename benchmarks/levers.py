@@ -27,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from ratios import speedups  # benchmarks/ratios.py, beside this script
 
 
 def torch_variants(weights: Path, config, audio: np.ndarray, threads: int) -> dict[str, Callable[[], None]]:
@@ -191,12 +192,13 @@ def main() -> None:
             times[name].append(time.perf_counter() - t0)
     eager = "torch eager (inference_mode)"
     ref_name = eager if eager in times else next(iter(times))
-    ref = np.array(times[ref_name])
     # Two speedups against the reference: of the minima, and the median of the per-round ratios (each round
     # runs every variant within a second, so a slow spell of this shared VM divides out).
-    rows = {k: {"min_ms": 1e3 * float(np.min(v)), "median_ms": 1e3 * float(np.median(v)),
-                "speedup_min": float(ref.min() / np.min(v)), "speedup_per_round_median": float(np.median(ref / v)),
-                "rounds_ms": [round(1e3 * t, 2) for t in v]} for k, v in times.items()}
+    rows = {}
+    for k, v in times.items():
+        by_min, per_round = speedups(times[ref_name], v)
+        rows[k] = {"min_ms": 1e3 * float(np.min(v)), "median_ms": 1e3 * float(np.median(v)), "speedup_min": by_min,
+                   "speedup_per_round_median": per_round, "rounds_ms": [round(1e3 * t, 2) for t in v]}
     base = "eager" if ref_name == eager else "first"
     print(f"{'variant':44s} {'min ms':>9s} {'median ms':>10s} {'x ' + base:>8s} {'x per round':>12s}")
     for k, r in rows.items():

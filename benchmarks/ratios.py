@@ -16,13 +16,20 @@ from pathlib import Path
 import numpy as np
 
 
+def speedups(slower, faster) -> tuple[float, float]:
+    """``faster``'s speedup over ``slower`` (per-round times, same rounds): of the minima, and the median of
+    the per-round ratios."""
+    a, b = np.asarray(slower, float), np.asarray(faster, float)
+    return float(a.min() / b.min()), float(np.median(a / b))
+
+
 def pair_summary(variants: dict, slower: str, faster: str, block: int = 20) -> str:
     a, b = np.array(variants[slower]["rounds_ms"]), np.array(variants[faster]["rounds_ms"])
-    ratio = a / b
-    blocks = [np.median(ratio[k:k + block]) for k in range(0, len(ratio), block)]
-    return (f"{faster} vs {slower}: min {a.min():.1f}/{b.min():.1f} = {a.min() / b.min():.2f}x; median "
+    by_min, per_round = speedups(a, b)
+    blocks = [speedups(a[k:k + block], b[k:k + block])[1] for k in range(0, len(a), block)]
+    return (f"{faster} vs {slower}: min {a.min():.1f}/{b.min():.1f} = {by_min:.2f}x; median "
             f"{np.median(a):.1f}/{np.median(b):.1f} = {np.median(a) / np.median(b):.2f}x; per-round median "
-            f"{np.median(ratio):.2f}x (blocks of {block}: {min(blocks):.2f}-{max(blocks):.2f})")
+            f"{per_round:.2f}x (blocks of {block}: {min(blocks):.2f}-{max(blocks):.2f})")
 
 
 def main() -> None:

@@ -331,7 +331,8 @@ def gelu_bias_adds(graph: onnx.ModelProto) -> list[str]:
 
 
 def share_concat_ranges(graph: onnx.ModelProto, ranges: TensorsData) -> TensorsData:
-    """Calibration ranges with each Concat input that feeds nothing else given the Concat output's range.
+    """Give each Concat input that feeds nothing else the Concat output's calibration range (in place;
+    returns ``ranges``).
 
     ORT's ``QLinearConcat`` requantizes an input whose scale or zero point differs from the output's
     through a lookup table; with equal parameters it copies. The output's range quantizes the
