@@ -1,4 +1,5 @@
-"""The FP32 artifact's CPU rewrite (grouped 7x7 convs as depthwise + sum): exact, and only where it pays."""
+"""The FP32 artifact's CPU rewrites (grouped 7x7 convs as depthwise + sum, ODConv's im2col as one grouped
+Conv): exact, and only where they apply."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ ort = pytest.importorskip("onnxruntime")
 
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from glfer_edge.export.fp32_cpu import depthwise_grouped_convs  # noqa: E402
+from glfer_edge.export.fp32_cpu import depthwise_grouped_convs, im2col_convs  # noqa: E402
 
 
 def _conv_graph(cin: int, cout: int, k: int, group: int, bias: bool, stride: int = 1, seed: int = 0):
@@ -59,3 +60,39 @@ def test_small_kernels_dense_and_strided_convs_stay(k, group, stride):
 def test_a_depthwise_conv_stays():
     model = _conv_graph(8, 8, 7, 8, False)
     assert depthwise_grouped_convs(model).graph.node[0].name == "branch"
+
+
+def _odconv_graph(stride: int, kernel_num: int, tmp_path):
+    """ODConv2d (shifted formulation) with a dynamic batch, traced and slimmed as ``export_fp32`` does."""
+    torch = pytest.importorskip("torch")
+    onnxslim = pytest.importorskip("onnxslim")
+    from glfer_edge.model.odconv import ODConv2d
+
+    torch.manual_seed(0)
+    module = ODConv2d(8, 16, stride=stride, kernel_num=kernel_num).eval()
+    path = tmp_path / "odconv.onnx"
+    torch.onnx.export(module, (torch.randn(2, 8, 12, 10),), str(path), input_names=["x"], output_names=["y"],
+                      dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}}, opset_version=17, dynamo=False)
+    return onnxslim.slim(onnx.load(str(path)))
+
+
+@pytest.mark.parametrize("kernel_num", [1, 2])
+def test_im2col_rewrite_is_exact_on_odconv(kernel_num, tmp_path):
+    model = _odconv_graph(1, kernel_num, tmp_path)
+    rewritten = im2col_convs(model)
+    onnx.checker.check_model(rewritten, full_check=True)
+    before = [n.op_type for n in model.graph.node]
+    ops = [n.op_type for n in rewritten.graph.node]
+    assert before.count("Slice") == 9 and "Slice" not in ops and "Pad" not in ops and ops.count("Tile") == 1
+    assert rewritten.graph.output[0].name == "y"
+    # a batch of two: each sample has its own attention, so a mix-up of the tiled scales would show
+    x = np.random.default_rng(1).standard_normal((2, 8, 12, 10)).astype(np.float32)
+    x[1] *= 3.0
+    want, got = _run(model, x), _run(rewritten, x)
+    assert np.abs(got - want).max() < 1e-5 * np.abs(want).max()
+    assert np.abs(want[0] - want[1]).max() > 0.1 * np.abs(want).max()
+
+
+def test_a_strided_odconv_stays(tmp_path):
+    model = _odconv_graph(2, 1, tmp_path)
+    assert [n.op_type for n in im2col_convs(model).graph.node] == [n.op_type for n in model.graph.node]
