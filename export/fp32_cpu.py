@@ -28,6 +28,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from glfer_edge.export.graph import inferred_shapes, links
+
 __all__ = ["prepare_fp32_cpu_graph", "depthwise_grouped_convs", "im2col_convs", "DEPTHWISE_MIN_KERNEL"]
 
 # Grouped Convs whose kernel is at least this large in every dimension become depthwise + sum.
@@ -95,14 +97,11 @@ def im2col_convs(graph: onnx.ModelProto) -> onnx.ModelProto:
     out = onnx.ModelProto()
     out.CopyFrom(graph)
     consts = _constants(out)
-    producer = {o: n for n in out.graph.node for o in n.output}
-    readers: dict[str, list[onnx.NodeProto]] = {}
-    for n in out.graph.node:
-        for i in n.input:
-            readers.setdefault(i, []).append(n)
+    producer, readers = links(out)
+    shapes = inferred_shapes(out)
     dropped, added = set(), {}  # node names out; the 1x1 Conv's name -> its replacement nodes
     for concat in out.graph.node:
-        match = _im2col(concat, producer, readers, consts)
+        match = _im2col(concat, producer, readers, consts, shapes)
         if match is None:
             continue
         pad, slices, muls, scales, conv, k, p = match
@@ -148,7 +147,7 @@ def _constants(graph: onnx.ModelProto) -> dict:
     return consts
 
 
-def _im2col(concat, producer, readers, consts):
+def _im2col(concat, producer, readers, consts, shapes):
     """The pattern's nodes, kernel size and padding if ``concat`` ends an im2col with per-sample scales."""
     if concat.op_type != "Concat" or helper.get_attribute_value(concat.attribute[0]) != 1:
         return None
@@ -176,9 +175,17 @@ def _im2col(concat, producer, readers, consts):
     p = (k - 1) // 2
     if list(numpy_helper.to_array(consts[pad.input[1]])) != [0, 0, p, p, 0, 0, p, p]:
         return None
+    size = shapes.get(pad.input[0], [])[2:]
+    if len(size) != 2 or not all(isinstance(d, int) and d > 0 for d in size):
+        return None  # the views must be "same" convolutions' windows: H x W of the unpadded input
     for t, s in enumerate(slices):
         args = [numpy_helper.to_array(consts[i]).tolist() if i in consts else None for i in s.input[1:5]]
         starts, _, axes, steps = args + [None] * (4 - len(args))
         if starts != [t // k, t % k] or axes != [2, 3] or steps not in (None, [1, 1]):
-            return None  # ends are the padded size minus k - 1 - start by construction; output shapes agree
-    return pad, slices, muls, [m.input[1] for m in muls], conv, k, p
+            return None
+        if shapes.get(s.output[0], [])[2:] != size:
+            return None
+    scales = [m.input[1] for m in muls]
+    if any(shapes.get(name, [])[1:] != [1, 1, 1] for name in scales):
+        return None  # one scale per sample and view, or the tiling would misplace them
+    return pad, slices, muls, scales, conv, k, p

@@ -41,6 +41,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from glfer_edge.export.graph import inferred_shapes, links
+
 if TYPE_CHECKING:
     from onnxruntime.quantization.calibrate import TensorsData
 
@@ -81,7 +83,7 @@ def fuse_gelu(graph: onnx.ModelProto) -> onnx.ModelProto:
     out = onnx.ModelProto()
     out.CopyFrom(graph)
     nodes = out.graph.node
-    producer, consumers = _links(out)
+    producer, consumers = links(out)
     constants = _scalar_constants(out)
 
     def only_consumer(node: onnx.NodeProto, op_type: str) -> onnx.NodeProto | None:
@@ -169,7 +171,7 @@ def pools_as_depthwise_convs(graph: onnx.ModelProto) -> onnx.ModelProto:
     """
     out = onnx.ModelProto()
     out.CopyFrom(graph)
-    channels = {k: d[1] for k, d in _inferred_shapes(out).items() if len(d) == 4 and isinstance(d[1], int) and d[1] > 0}
+    channels = {k: d[1] for k, d in inferred_shapes(out).items() if len(d) == 4 and isinstance(d[1], int) and d[1] > 0}
     for node in out.graph.node:
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
         kernel = list(attrs.get("kernel_shape", []))
@@ -191,24 +193,6 @@ def pools_as_depthwise_convs(graph: onnx.ModelProto) -> onnx.ModelProto:
         )
         node.CopyFrom(conv)
     return out
-
-
-def _inferred_shapes(graph: onnx.ModelProto) -> dict[str, list[int | str]]:
-    """Shape of every tensor ONNX shape inference knows: ints, or the symbolic name (``"?"`` if none)."""
-    inferred = onnx.shape_inference.infer_shapes(graph)
-    return {v.name: [d.dim_value if d.HasField("dim_value") else d.dim_param or "?"
-                     for d in v.type.tensor_type.shape.dim]
-            for v in (*inferred.graph.value_info, *inferred.graph.input)}
-
-
-def _links(graph: onnx.ModelProto) -> tuple[dict[str, onnx.NodeProto], dict[str, list[onnx.NodeProto]]]:
-    """(producer of each tensor, consumers of each tensor; a node that reads a tensor twice counts twice)."""
-    producer = {o: n for n in graph.graph.node for o in n.output}
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for n in graph.graph.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
-    return producer, consumers
 
 
 def _drop_unused_initializers(graph: onnx.ModelProto) -> None:
@@ -246,7 +230,7 @@ def expand_broadcast_muls(graph: onnx.ModelProto, float_scopes: Iterable[str] = 
     padded = {n.input[0] for n in graph.graph.node if n.op_type == "Pad"}
     out = onnx.ModelProto()
     out.CopyFrom(graph)
-    shapes = _inferred_shapes(out)
+    shapes = inferred_shapes(out)
     nodes = []
     for node in out.graph.node:
         quantized = node.op_type == "Mul" and not any(scope in node.name for scope in scopes)
@@ -293,7 +277,7 @@ def narrow_input_convs(graph: onnx.ModelProto, min_channels: int = MIN_QUANTIZED
     GELU about 10 ms as DQ -> Gelu -> Q (on 640 x 200 x 32, the DQ on one thread) against 4-5 ms in float.
     """
     weights = {t.name: t for t in graph.graph.initializer}
-    _, consumers = _links(graph)
+    _, consumers = links(graph)
     names = []
     for n in graph.graph.node:
         if n.op_type != "Conv" or len(n.input) < 2 or n.input[1] not in weights:
@@ -317,7 +301,7 @@ def gelu_bias_adds(graph: onnx.ModelProto) -> list[str]:
     """
     constants = {t.name for t in graph.graph.initializer}
     constants |= {o for n in graph.graph.node if n.op_type == "Constant" for o in n.output}
-    producer, consumers = _links(graph)
+    producer, consumers = links(graph)
     names = []
     for gelu in (n for n in graph.graph.node if n.op_type == "Gelu"):
         node = producer.get(gelu.input[0])
@@ -340,7 +324,7 @@ def share_concat_ranges(graph: onnx.ModelProto, ranges: TensorsData) -> TensorsD
     rounds away. (The quantizer gives an Unsqueeze or Reshape output its input's scale whatever the
     range says: PSA's stacked branches keep theirs.)
     """
-    _, consumers = _links(graph)
+    _, consumers = links(graph)
     for n in graph.graph.node:
         if n.op_type != "Concat" or n.output[0] not in ranges:
             continue
@@ -361,7 +345,7 @@ def movement_ops_on_uint8(quantized: onnx.ModelProto) -> onnx.ModelProto:
     out = onnx.ModelProto()
     out.CopyFrom(quantized)
     nodes = out.graph.node
-    producer, consumers = _links(out)
+    producer, consumers = links(out)
     scalars = _scalar_constants(out)
     dropped: set[int] = set()
     for node in nodes:

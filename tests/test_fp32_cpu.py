@@ -96,3 +96,12 @@ def test_im2col_rewrite_is_exact_on_odconv(kernel_num, tmp_path):
 def test_a_strided_odconv_stays(tmp_path):
     model = _odconv_graph(2, 1, tmp_path)
     assert [n.op_type for n in im2col_convs(model).graph.node] == [n.op_type for n in model.graph.node]
+
+
+def test_an_im2col_with_per_channel_scales_stays(tmp_path):
+    """Tiling assumes one scale per sample and view; a view scaled per channel keeps the Slices."""
+    model = _odconv_graph(1, 1, tmp_path)
+    mul = next(n for n in model.graph.node if n.op_type == "Mul" and n.input[0].startswith("/Slice"))
+    model.graph.initializer.append(numpy_helper.from_array(np.full((1, 8, 1, 1), 0.5, np.float32), "per_channel"))
+    mul.input[1] = "per_channel"
+    assert [n.op_type for n in im2col_convs(model).graph.node].count("Slice") == 9
