@@ -28,7 +28,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from glfer_edge.export.graph import inferred_shapes, links
+from glfer_edge.export.graph import constants, drop_unused_initializers, inferred_shapes, links
 
 __all__ = ["prepare_fp32_cpu_graph", "depthwise_grouped_convs", "im2col_convs", "DEPTHWISE_MIN_KERNEL"]
 
@@ -96,7 +96,7 @@ def im2col_convs(graph: onnx.ModelProto) -> onnx.ModelProto:
     keeps its output name; the Concat's output, in the other column order, is gone."""
     out = onnx.ModelProto()
     out.CopyFrom(graph)
-    consts = _constants(out)
+    consts = constants(out)
     producer, readers = links(out)
     shapes = inferred_shapes(out)
     dropped, added = set(), {}  # node names out; the 1x1 Conv's name -> its replacement nodes
@@ -132,19 +132,8 @@ def im2col_convs(graph: onnx.ModelProto) -> onnx.ModelProto:
             nodes.append(node)
     del out.graph.node[:]
     out.graph.node.extend(nodes)
-    used = {i for n in out.graph.node for i in n.input}
-    for init in [t for t in out.graph.initializer if t.name not in used]:
-        out.graph.initializer.remove(init)
+    drop_unused_initializers(out)  # the replaced 1x1 kernels and the Pads' and Slices' arguments
     return out
-
-
-def _constants(graph: onnx.ModelProto) -> dict:
-    """Initializers and Constant-node outputs by name (as TensorProtos)."""
-    consts = {t.name: t for t in graph.graph.initializer}
-    for n in graph.graph.node:
-        if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
-            consts[n.output[0]] = n.attribute[0].t
-    return consts
 
 
 def _im2col(concat, producer, readers, consts, shapes):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import onnx
 
-__all__ = ["inferred_shapes", "links"]
+__all__ = ["constants", "drop_unused_initializers", "inferred_shapes", "links"]
 
 
 def inferred_shapes(graph: onnx.ModelProto) -> dict[str, list[int | str]]:
@@ -23,3 +23,18 @@ def links(graph: onnx.ModelProto) -> tuple[dict[str, onnx.NodeProto], dict[str, 
         for i in n.input:
             consumers.setdefault(i, []).append(n)
     return producer, consumers
+
+
+def constants(graph: onnx.ModelProto) -> dict[str, onnx.TensorProto]:
+    """Initializers and Constant-node outputs, by tensor name."""
+    tensors = {t.name: t for t in graph.graph.initializer}
+    tensors.update({n.output[0]: a.t for n in graph.graph.node if n.op_type == "Constant"
+                    for a in n.attribute if a.name == "value"})
+    return tensors
+
+
+def drop_unused_initializers(graph: onnx.ModelProto) -> None:
+    """Remove (in place) the initializers that no node reads and no graph output names."""
+    used = {i for n in graph.graph.node for i in n.input} | {o.name for o in graph.graph.output}
+    for t in [t for t in graph.graph.initializer if t.name not in used]:
+        graph.graph.initializer.remove(t)

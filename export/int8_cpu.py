@@ -41,7 +41,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from glfer_edge.export.graph import inferred_shapes, links
+from glfer_edge.export.graph import constants, drop_unused_initializers, inferred_shapes, links
 
 if TYPE_CHECKING:
     from onnxruntime.quantization.calibrate import TensorsData
@@ -84,7 +84,7 @@ def fuse_gelu(graph: onnx.ModelProto) -> onnx.ModelProto:
     out.CopyFrom(graph)
     nodes = out.graph.node
     producer, consumers = links(out)
-    constants = _scalar_constants(out)
+    scalars = _scalar_constants(out)
 
     def only_consumer(node: onnx.NodeProto, op_type: str) -> onnx.NodeProto | None:
         users = consumers.get(node.output[0], [])
@@ -95,7 +95,7 @@ def fuse_gelu(graph: onnx.ModelProto) -> onnx.ModelProto:
         return rest[0] if len(node.input) == 2 and len(rest) == 1 else None
 
     def is_const(name: str | None, value: float) -> bool:
-        return name in constants and abs(constants[name] - value) < 1e-3
+        return name in scalars and abs(scalars[name] - value) < 1e-3
 
     replaced: dict[int, onnx.NodeProto] = {}  # id(last node of the pattern) -> Gelu
     dropped: set[int] = set()
@@ -124,7 +124,7 @@ def fuse_gelu(graph: onnx.ModelProto) -> onnx.ModelProto:
         kept = [n for n in kept if n.op_type != "Constant" or n.output[0] in used]  # the patterns' sqrt 2, 1, 0.5
         del nodes[:]
         nodes.extend(kept)
-        _drop_unused_initializers(out)
+        drop_unused_initializers(out)
         if not any(o.domain == "com.microsoft" for o in out.opset_import):
             out.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
     return out
@@ -195,22 +195,10 @@ def pools_as_depthwise_convs(graph: onnx.ModelProto) -> onnx.ModelProto:
     return out
 
 
-def _drop_unused_initializers(graph: onnx.ModelProto) -> None:
-    used = {i for n in graph.graph.node for i in n.input} | {o.name for o in graph.graph.output}
-    for t in [t for t in graph.graph.initializer if t.name not in used]:
-        graph.graph.initializer.remove(t)
-
-
 def _scalar_constants(graph: onnx.ModelProto) -> dict[str, float]:
     """Single-element initializers and Constant outputs, by tensor name."""
-    tensors = [(t.name, t) for t in graph.graph.initializer]
-    tensors += [(n.output[0], a.t) for n in graph.graph.node if n.op_type == "Constant"
-                for a in n.attribute if a.name == "value"]
-    values = {}
-    for name, tensor in tensors:
-        if math.prod(tensor.dims) == 1:
-            values[name] = float(numpy_helper.to_array(tensor).reshape(-1)[0])
-    return values
+    return {name: float(numpy_helper.to_array(t).reshape(-1)[0])
+            for name, t in constants(graph).items() if math.prod(t.dims) == 1}
 
 
 def expand_broadcast_muls(graph: onnx.ModelProto, float_scopes: Iterable[str] = ()) -> onnx.ModelProto:
@@ -299,18 +287,18 @@ def gelu_bias_adds(graph: onnx.ModelProto) -> list[str]:
     Why: quantized, each is a QLinearAdd with a Q and a DQ around it, three passes over the feature
     map where float needs one; the GELU runs in float between a DQ and a Q either way.
     """
-    constants = {t.name for t in graph.graph.initializer}
-    constants |= {o for n in graph.graph.node if n.op_type == "Constant" for o in n.output}
+    constant_names = {t.name for t in graph.graph.initializer}
+    constant_names |= {o for n in graph.graph.node if n.op_type == "Constant" for o in n.output}
     producer, consumers = links(graph)
     names = []
     for gelu in (n for n in graph.graph.node if n.op_type == "Gelu"):
         node = producer.get(gelu.input[0])
         while (
             node is not None and node.op_type == "Add" and len(consumers[node.output[0]]) == 1
-            and sum(i in constants for i in node.input) == 1
+            and sum(i in constant_names for i in node.input) == 1
         ):
             names.append(node.name)
-            node = producer.get(next(i for i in node.input if i not in constants))
+            node = producer.get(next(i for i in node.input if i not in constant_names))
     return names
 
 
@@ -376,5 +364,5 @@ def movement_ops_on_uint8(quantized: onnx.ModelProto) -> onnx.ModelProto:
     kept = [n for n in nodes if id(n) not in dropped]
     del nodes[:]
     nodes.extend(kept)
-    _drop_unused_initializers(out)  # the dropped Qs' scales and zero points
+    drop_unused_initializers(out)  # the dropped Qs' scales and zero points
     return out
