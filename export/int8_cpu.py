@@ -202,8 +202,8 @@ def _scalar_constants(graph: onnx.ModelProto) -> dict[str, float]:
 
 
 def expand_broadcast_muls(graph: onnx.ModelProto, float_scopes: Iterable[str] = ()) -> onnx.ModelProto:
-    """Copy of ``graph`` where each Mul of a feature map by a smaller gate that broadcasts over it (PSA's scale
-    weights, ODConv's filter attention) multiplies by the gate expanded to the map's shape.
+    """Copy of ``graph`` where each Mul of a feature map by a smaller gate that broadcasts over it (FR's axis gates,
+    PSA's scale weights, ODConv's filter attention) multiplies by the gate expanded to the map's shape.
 
     Exact. Why, for the CPU form only: ORT parallelizes ``QLinearMul`` only over inputs of one shape; a
     broadcast one runs on one thread (paper preset, 2 threads: 1.7 ms for a (1, 64, 320, 100) map times

@@ -58,19 +58,6 @@ def test_fr_sum_vs_mean_differ_by_three() -> None:
     assert torch.allclose(fr_sum(x), 3 * fr_mean(x), atol=1e-6)
 
 
-def test_fr_equals_the_sum_of_its_recalibrated_branches() -> None:
-    """FR multiplies once by the summed gates; the paper sums the three re-weighted maps."""
-    from glfer_edge.model.fr import FR
-
-    torch.manual_seed(0)
-    for combine, scale in (("sum", 1.0), ("mean", 1.0 / 3.0)):
-        fr = FR(("time", "channel", "frequency"), combine=combine)
-        x = torch.randn(2, 4, 6, 5)
-        branches = [b(x) for b in fr.branches]
-        assert all(not torch.allclose(branches[0], b) for b in branches[1:])
-        assert torch.allclose(fr(x), scale * sum(branches), atol=1e-6)
-
-
 def test_css_shuffle_interleaves_scales() -> None:
     from glfer_edge.model.msfe import channel_shuffle
 

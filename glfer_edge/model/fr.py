@@ -17,17 +17,13 @@ class AxisAttention(nn.Module):
         self.dim = _AXES[axis]
         self.conv = nn.Conv1d(1, 1, kernel_size, padding=kernel_size // 2)
 
-    def gate(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, T, F) -> the gate, shaped to broadcast along its axis: (B, C, 1, 1), (B, 1, T, 1) or (B, 1, 1, F)."""
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         others = tuple(d for d in (1, 2, 3) if d != self.dim)
         desc = x.mean(dim=others)  # (B, D)
         gate = torch.sigmoid(self.conv(desc.unsqueeze(1))).squeeze(1)  # (B, D)
         shape = [gate.shape[0], 1, 1, 1]
         shape[self.dim] = gate.shape[1]
-        return gate.reshape(shape)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.gate(x)
+        return x * gate.reshape(shape)
 
 
 class FR(nn.Module):
@@ -43,10 +39,7 @@ class FR(nn.Module):
         self.scale = 1.0 if combine == "sum" else 1.0 / len(branches)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # sum_b x * g_b computed as x * sum_b g_b: the gates broadcast against each other, (B, 1, T, 1) +
-        # (B, C, 1, 1) stays small, so the full map is written twice instead of five times.
-        gate = self.branches[0].gate(x)
+        out = self.branches[0](x)
         for branch in self.branches[1:]:
-            gate = gate + branch.gate(x)
-        out = x * gate
+            out = out + branch(x)
         return out * self.scale if self.scale != 1.0 else out
