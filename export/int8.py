@@ -29,8 +29,8 @@ Two targets share the calibration (``INT8_TARGETS``):
   (the stem's first) with their GELU, and the fused LFE units' edge-term Adds before a GELU. Before
   quantizing, ``prepare_cpu_graph`` rewrites the FP32 graph, exactly, into ops ORT's INT8 kernels
   run well and on all threads (one Gelu node per GELU, dense instead of narrow grouped
-  convolutions, depthwise convolutions instead of average pooling, gates expanded to the map's
-  shape); Concat inputs share the output's range, and afterwards Pad and Expand move U8 bytes.
+  convolutions, depthwise convolutions instead of average pooling and of BatchNormalization, gates
+  expanded to the map's shape); Concat inputs share the output's range, and afterwards Pad and Expand move U8 bytes.
   TensorRT rejects this form (INT32 biases, asymmetric U8, an ORT contrib op).
 
 Measured (tiny preset, random weights with fitted statistics, SED head scaled so probabilities
@@ -78,7 +78,8 @@ SILENT_DBFS = -70.0  # a calibration set quieter than this (RMS) gets a warning
 CPU_FLOAT_SCOPES: tuple[str, ...] = ("/frontend/", "/decoder/")
 # Op types the CPU form keeps float wherever they are. BatchNormalization: ORT has no quantized kernel
 # (it runs DQ -> BN -> Q either way), and its quantizer would store gamma, beta, mean and variance
-# as per-tensor 8-bit "weights" (bundled model: steps up to 1.5 % of a channel's scale).
+# as per-tensor 8-bit "weights" (bundled model: steps up to 1.5 % of a channel's scale). The CPU form's
+# rewrite turns every BN on a map of known channel count into a depthwise conv first; this keeps the rest.
 CPU_FLOAT_OPS: tuple[str, ...] = ("BatchNormalization",)
 
 

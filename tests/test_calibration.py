@@ -25,8 +25,8 @@ from glfer_edge.config import get_preset
 from glfer_edge.errors import InputError
 from glfer_edge.export.int8 import CPU_FLOAT_SCOPES, FLOAT_SCOPES, MIN_SEGMENTS, quantize_int8
 from glfer_edge.export.int8_cpu import (
-    MIN_GROUP_OUTPUTS, densify_grouped_convs, expand_broadcast_muls, fuse_gelu, gelu_bias_adds, movement_ops_on_uint8,
-    narrow_input_convs, pools_as_depthwise_convs, prepare_cpu_graph,
+    MIN_GROUP_OUTPUTS, batchnorms_as_depthwise_convs, densify_grouped_convs, expand_broadcast_muls, fuse_gelu,
+    gelu_bias_adds, movement_ops_on_uint8, narrow_input_convs, pools_as_depthwise_convs, prepare_cpu_graph,
 )
 from glfer_edge.export.onnx_fp32 import export_fp32
 from glfer_edge.export.onnx_meta import calibration_of, graph_config, graph_metadata
@@ -247,15 +247,35 @@ def test_pools_as_depthwise_convs_is_exact(fp32, int8_cpu, config, tmp_path):
     _assert_same_outputs(fp32, rewritten, config)
 
 
-def test_cpu_int8_keeps_gelu_and_batchnorm_float(fp32, int8_cpu, tmp_path):
+def test_cpu_int8_keeps_gelu_float(fp32, int8_cpu, tmp_path):
     fused = _fused_ops(int8_cpu, tmp_path)
     assert fused.get("Gelu", 0) == sum(n.op_type == "Erf" for n in fp32.graph.node) and "Erf" not in fused
-    # BatchNormalization parameters are not stored as per-tensor 8-bit "weights" (a zero bias that
-    # the graph shares with a Conv may arrive through that Conv's INT32 bias DequantizeLinear)
-    params = {i for n in int8_cpu.graph.node if n.op_type == "BatchNormalization" for i in n.input[1:]}
-    dtypes = {t.name: t.data_type for t in int8_cpu.graph.initializer}
-    sources = {n.output[0]: dtypes.get(n.input[0]) for n in int8_cpu.graph.node if n.op_type == "DequantizeLinear"}
-    assert params and all(p in dtypes or sources.get(p) == onnx.TensorProto.INT32 for p in params)
+
+
+def test_batchnorms_as_depthwise_convs_is_exact(fp32, int8_cpu, config, tmp_path):
+    graph = onnx.ModelProto()
+    graph.CopyFrom(fp32)
+    bns = [n for n in graph.graph.node if n.op_type == "BatchNormalization"]
+    assert len(bns) == 2 * len(config.model.glf_channels)  # ODConv's and MSFE's, per GLF stage
+    # Statistics like a trained model's: at the initial (mean 0, var 1, gamma 1, beta 0) any per-channel
+    # rescaling near 1 would pass. Each parameter gets its own tensor, so no other node sees the change.
+    rng = np.random.default_rng(0)
+    bounds = ((0.5, 1.5), (-0.5, 0.5), (-0.5, 0.5), (0.5, 2.0))  # gamma, beta, mean, var
+    for n in bns:
+        for k, (lo, hi) in enumerate(bounds, start=1):
+            c = next(t for t in graph.graph.initializer if t.name == n.input[k]).dims[0]
+            name = f"{n.name}/test_param_{k}"
+            graph.graph.initializer.append(numpy_helper.from_array(rng.uniform(lo, hi, c).astype(np.float32), name))
+            n.input[k] = name
+    rewritten = batchnorms_as_depthwise_convs(graph)
+    assert not any(n.op_type == "BatchNormalization" for n in rewritten.graph.node)
+    groups = _groups(rewritten)
+    for n in bns:
+        conv = next(c for c in rewritten.graph.node if c.name == f"{n.name}_as_depthwise_conv")
+        w = initializer(rewritten, conv.input[1])
+        assert w.shape[1:] == (1, 1, 1) and groups[conv.name] == w.shape[0] and len(conv.input) == 3
+    _assert_same_outputs(graph, rewritten, config)
+    assert "BatchNormalization" not in _fused_ops(int8_cpu, tmp_path)  # the CPU form quantizes them as convs
 
 
 def test_expand_broadcast_muls_is_exact_and_leaves_scalar_and_padded_gates(fp32, config):
