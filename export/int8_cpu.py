@@ -14,9 +14,10 @@ rewrite here is exact and puts an op where ORT's kernel is slow into a form wher
 * ``pools_as_depthwise_convs``: 2x2/2 AveragePool -> depthwise Conv with weights 1/4
   (alone, U8, 64 x 320 x 100: QLinearAveragePool 7.1 ms, depthwise QLinearConv 0.4 ms;
   ``benchmarks/avgpool_int8.py``).
-* ``batchnorms_as_depthwise_convs``: BatchNormalization (no quantized kernel in ORT: DQ -> BN -> Q in
-  float, on one thread) -> depthwise 1x1 Conv with the same per-channel scale and shift (paper preset,
-  2 threads, whole int8-cpu segment: 1.07x per round, 60 interleaved rounds).
+* ``batchnorms_as_depthwise_convs`` (``export/graph.py``, the FP32 artifact's too): BatchNormalization
+  (no quantized kernel in ORT: DQ -> BN -> Q in float, on one thread) -> depthwise 1x1 Conv with the
+  same per-channel scale and shift (paper preset, 2 threads, whole int8-cpu segment: 1.07x and 1.06x
+  per round in two runs of 60 interleaved rounds).
 
 * ``expand_broadcast_muls``: a feature map times a smaller gate -> times the gate expanded to the
   map's shape (ORT parallelizes QLinearMul only for equal shapes; 2 threads, 64 x 320 x 100:
@@ -44,14 +45,15 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from glfer_edge.export.graph import constants, drop_unused_initializers, inferred_shapes, links
+from glfer_edge.export.graph import (
+    batchnorms_as_depthwise_convs, constants, drop_unused_initializers, inferred_shapes, links,
+)
 
 if TYPE_CHECKING:
     from onnxruntime.quantization.calibrate import TensorsData
 
 __all__ = [
-    "prepare_cpu_graph", "fuse_gelu", "densify_grouped_convs", "pools_as_depthwise_convs",
-    "batchnorms_as_depthwise_convs", "expand_broadcast_muls",
+    "prepare_cpu_graph", "fuse_gelu", "densify_grouped_convs", "pools_as_depthwise_convs", "expand_broadcast_muls",
     "narrow_input_convs", "gelu_bias_adds", "share_concat_ranges", "movement_ops_on_uint8", "MIN_GROUP_OUTPUTS",
     "MIN_QUANTIZED_INPUT_CHANNELS",
 ]
@@ -196,42 +198,6 @@ def pools_as_depthwise_convs(graph: onnx.ModelProto) -> onnx.ModelProto:
             kernel_shape=kernel, strides=kernel,
         )
         node.CopyFrom(conv)
-    return out
-
-
-def batchnorms_as_depthwise_convs(graph: onnx.ModelProto) -> onnx.ModelProto:
-    """Copy of ``graph`` with every BatchNormalization (inference form) on a map of known channel count replaced
-    by a depthwise 1x1 Conv with weights gamma / sqrt(var + eps) and bias beta - mean * weight: the same
-    per-channel affine map (computed in float64).
-
-    Why, for the CPU form only: ORT has no quantized BatchNormalization, so each one ran as DQ -> BN -> Q
-    in float, the DQ and the BN on one thread (paper preset, 2 threads: 4.97 ms for the six BNs, 2.6 % of
-    the INT8 segment). A depthwise QLinearConv runs in NHWC on both threads, and per-channel S8 weights
-    hold each channel's scale exactly (it quantizes to 127).
-    """
-    out = onnx.ModelProto()
-    out.CopyFrom(graph)
-    tensors = constants(out)
-    channels = {k: d[1] for k, d in inferred_shapes(out).items() if len(d) == 4 and isinstance(d[1], int) and d[1] > 0}
-    for node in out.graph.node:
-        params = node.input[1:5]
-        if (node.op_type != "BatchNormalization" or len(node.output) != 1 or node.input[0] not in channels
-                or not all(p in tensors for p in params)):
-            continue
-        gamma, beta, mean, var = (numpy_helper.to_array(tensors[p]).astype(np.float64) for p in params)
-        eps = next((onnx.helper.get_attribute_value(a) for a in node.attribute if a.name == "epsilon"), 1e-5)
-        scale = gamma / np.sqrt(var + eps)
-        weight, bias = f"{node.name}/depthwise_weight", f"{node.name}/depthwise_bias"
-        c = channels[node.input[0]]
-        out.graph.initializer.extend([
-            numpy_helper.from_array(scale.reshape(c, 1, 1, 1).astype(np.float32), weight),
-            numpy_helper.from_array((beta - mean * scale).astype(np.float32), bias),
-        ])
-        node.CopyFrom(onnx.helper.make_node(
-            "Conv", [node.input[0], weight, bias], list(node.output), name=f"{node.name}_as_depthwise_conv", group=c,
-            kernel_shape=[1, 1],
-        ))
-    drop_unused_initializers(out)
     return out
 
 

@@ -24,9 +24,10 @@ from glfer_edge.calibration.report import activation_ranges, held_out_accuracy, 
 from glfer_edge.config import get_preset
 from glfer_edge.errors import InputError
 from glfer_edge.export.int8 import CPU_FLOAT_SCOPES, FLOAT_SCOPES, MIN_SEGMENTS, quantize_int8
+from glfer_edge.export.graph import batchnorms_as_depthwise_convs
 from glfer_edge.export.int8_cpu import (
-    MIN_GROUP_OUTPUTS, batchnorms_as_depthwise_convs, densify_grouped_convs, expand_broadcast_muls, fuse_gelu,
-    gelu_bias_adds, movement_ops_on_uint8, narrow_input_convs, pools_as_depthwise_convs, prepare_cpu_graph,
+    MIN_GROUP_OUTPUTS, densify_grouped_convs, expand_broadcast_muls, fuse_gelu, gelu_bias_adds, movement_ops_on_uint8,
+    narrow_input_convs, pools_as_depthwise_convs, prepare_cpu_graph,
 )
 from glfer_edge.export.onnx_fp32 import export_fp32
 from glfer_edge.export.onnx_meta import calibration_of, graph_config, graph_metadata
