@@ -6,7 +6,10 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-__all__ = ["batchnorms_as_depthwise_convs", "constants", "drop_unused_initializers", "inferred_shapes", "links"]
+__all__ = [
+    "batchnorms_as_depthwise_convs", "channel_counts", "constants", "drop_unused_initializers", "inferred_shapes",
+    "links",
+]
 
 
 def inferred_shapes(graph: onnx.ModelProto) -> dict[str, list[int | str]]:
@@ -15,6 +18,11 @@ def inferred_shapes(graph: onnx.ModelProto) -> dict[str, list[int | str]]:
     return {v.name: [d.dim_value if d.HasField("dim_value") else d.dim_param or "?"
                      for d in v.type.tensor_type.shape.dim]
             for v in (*inferred.graph.value_info, *inferred.graph.input)}
+
+
+def channel_counts(graph: onnx.ModelProto) -> dict[str, int]:
+    """Channel count of every 4-D tensor whose channel dimension shape inference knows."""
+    return {k: d[1] for k, d in inferred_shapes(graph).items() if len(d) == 4 and isinstance(d[1], int) and d[1] > 0}
 
 
 def links(graph: onnx.ModelProto) -> tuple[dict[str, onnx.NodeProto], dict[str, list[onnx.NodeProto]]]:
@@ -57,7 +65,7 @@ def batchnorms_as_depthwise_convs(graph: onnx.ModelProto) -> onnx.ModelProto:
     out = onnx.ModelProto()
     out.CopyFrom(graph)
     tensors = constants(out)
-    channels = {k: d[1] for k, d in inferred_shapes(out).items() if len(d) == 4 and isinstance(d[1], int) and d[1] > 0}
+    channels = channel_counts(out)
     for node in out.graph.node:
         params = node.input[1:5]
         if (node.op_type != "BatchNormalization" or len(node.output) != 1 or node.input[0] not in channels

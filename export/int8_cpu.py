@@ -46,7 +46,7 @@ import onnx
 from onnx import numpy_helper
 
 from glfer_edge.export.graph import (
-    batchnorms_as_depthwise_convs, constants, drop_unused_initializers, inferred_shapes, links,
+    batchnorms_as_depthwise_convs, channel_counts, constants, drop_unused_initializers, inferred_shapes, links,
 )
 
 if TYPE_CHECKING:
@@ -177,7 +177,7 @@ def pools_as_depthwise_convs(graph: onnx.ModelProto) -> onnx.ModelProto:
     """
     out = onnx.ModelProto()
     out.CopyFrom(graph)
-    channels = {k: d[1] for k, d in inferred_shapes(out).items() if len(d) == 4 and isinstance(d[1], int) and d[1] > 0}
+    channels = channel_counts(out)
     for node in out.graph.node:
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
         kernel = list(attrs.get("kernel_shape", []))
