@@ -8,12 +8,23 @@
   each branch alone, 2 threads (min of 12 interleaved runs, ms): stage 1 7x7/g8 63.0 -> 15.9, stage 2
   29.1 -> 9.6, stage 3 24.5 -> 16.5; 5x5/g4 and 3x3/g2 became slower (k^2 MACs per element of the
   intermediate is too little work for its memory traffic), so they stay grouped.
+* ``regrouped_convs``: a grouped Conv of a mid-size kernel (MSFE's 5x5 branch, groups 4) with fewer outputs
+  per group than one NCHWc block (16 channels with AVX-512, 8 with AVX2) -> fewer groups, the largest count
+  whose groups fill whole blocks, down to dense (block-diagonal weights, zeros between the blocks). More
+  MACs, but ORT's NCHWc kernel instead of its group-by-group im2col. Paper preset, each branch alone, 2
+  threads (median of 10 runs, ms; ``python benchmarks/grouped_conv.py``): stage 1 5x5/g4 15.9 -> 9.1 (dense),
+  stage 2 8.6 -> 5.1 (groups 2); the 3x3/g2 branches lose (stage 1 7.9 -> 9.0 dense: k^2 = 9 rows of
+  im2col is cheap), so the rewrite takes kernels from ``REGROUP_MIN_KERNEL`` up to the depthwise ones.
 * ``im2col_convs``: ODConv's shifted formulation gathers the k^2 views of its padded input with a Pad and
   k^2 Slices (ORT runs Slice on one thread), scales each by its spatial attention and concatenates them
   for a 1x1 Conv. The rewrite gathers them with one grouped Conv of one-hot kernels (group = C, k^2
   outputs per channel: channel-major columns), scales them with one Mul by the k^2 attentions tiled over
   the channels, and permutes the 1x1 kernel's columns to match. Paper preset, the gather alone, 2
   threads (min of 30 interleaved runs): stage 1 9.4 -> 4.2 ms, stage 2 4.8 -> 2.2, stage 3 2.6 -> 1.4.
+* ``factored_gates``: FR's x g_t + x g_c + x g_f (three gates that broadcast over x) -> x ((g_t + g_c) + g_f): the
+  gates add on (1, C, T, 1) and one full-size write, and the map is multiplied once; 2 writes of the map
+  instead of 5. Not in the INT8 form, where the full-size gate sum runs as a broadcasting QLinearAdd on one
+  thread (session 20: 0.97-0.99x there).
 * ``batchnorms_as_depthwise_convs`` (``graph.py``, shared with the INT8 CPU form): the BatchNormalizations
   ORT runs on one thread -> depthwise 1x1 Convs (paper preset, whole segment, 2 threads: 1.04x per round,
   60 interleaved rounds).
@@ -32,18 +43,27 @@ import onnx
 from onnx import helper, numpy_helper
 
 from glfer_edge.export.graph import (
-    batchnorms_as_depthwise_convs, constants, drop_unused_initializers, inferred_shapes, links,
+    batchnorms_as_depthwise_convs, constants, drop_unused_initializers, inferred_shapes, links, merged_groups,
 )
 
-__all__ = ["prepare_fp32_cpu_graph", "depthwise_grouped_convs", "im2col_convs", "DEPTHWISE_MIN_KERNEL"]
+__all__ = [
+    "prepare_fp32_cpu_graph", "depthwise_grouped_convs", "regrouped_convs", "im2col_convs", "factored_gates",
+    "DEPTHWISE_MIN_KERNEL",
+    "REGROUP_MIN_KERNEL", "NCHWC_BLOCK",
+]
 
 # Grouped Convs whose kernel is at least this large in every dimension become depthwise + sum.
 DEPTHWISE_MIN_KERNEL = 7
+# Smaller grouped Convs whose kernel is at least this large get fewer groups, each filling whole NCHWc blocks.
+REGROUP_MIN_KERNEL = 5
+# Channels per block of ORT's NCHWc kernels: 16 with AVX-512; a multiple of 16 also fills AVX2's blocks of 8.
+NCHWC_BLOCK = 16
 
 
 def prepare_fp32_cpu_graph(graph: onnx.ModelProto) -> onnx.ModelProto:
     """All the FP32 CPU rewrites, on a copy of ``graph``."""
-    return batchnorms_as_depthwise_convs(im2col_convs(depthwise_grouped_convs(graph)))
+    graph = im2col_convs(regrouped_convs(depthwise_grouped_convs(graph)))
+    return batchnorms_as_depthwise_convs(factored_gates(graph))
 
 
 def depthwise_grouped_convs(graph: onnx.ModelProto, min_kernel: int = DEPTHWISE_MIN_KERNEL) -> onnx.ModelProto:
@@ -91,6 +111,76 @@ def _rewritable(node: onnx.NodeProto, attrs: dict, weights: dict, users: Counter
     dims = list(weights[node.input[1]].dims)
     return (attrs.get("group", 1) > 1 and len(dims) == 4 and dims[1] > 1 and min(dims[2:]) >= min_kernel
             and all(s == 1 for s in attrs.get("strides", [1])) and all(d == 1 for d in attrs.get("dilations", [1])))
+
+
+def regrouped_convs(graph: onnx.ModelProto, min_kernel: int = REGROUP_MIN_KERNEL,
+                    max_kernel: int = DEPTHWISE_MIN_KERNEL - 1, block: int = NCHWC_BLOCK) -> onnx.ModelProto:
+    """Copy of ``graph`` with every grouped, not depthwise, Conv whose kernel lies between ``min_kernel`` and
+    ``max_kernel`` and whose groups have fewer than ``block`` outputs rewritten with fewer groups: the largest
+    divisor of its group count whose groups have a multiple of ``block`` outputs, else 1 (dense). Exact: the
+    merged groups' kernels are block-diagonal (``graph.merged_groups``)."""
+    out = onnx.ModelProto()
+    out.CopyFrom(graph)
+    weights = {t.name: t for t in out.graph.initializer}
+    users = Counter(i for n in out.graph.node for i in n.input)
+    for node in out.graph.node:
+        group = next((a for a in node.attribute if a.name == "group"), None)
+        tensor = weights.get(node.input[1]) if node.op_type == "Conv" and len(node.input) > 1 else None
+        if group is None or group.i == 1 or tensor is None or users[node.input[1]] != 1 or len(tensor.dims) != 4:
+            continue
+        cout, cg, *kernel = tensor.dims
+        if cg == 1 or min(kernel) < min_kernel or max(kernel) > max_kernel or (cout // group.i) % block == 0:
+            continue  # depthwise, another kernel size, or groups that already fill whole blocks
+        new = max(g for g in range(1, group.i + 1) if group.i % g == 0 and ((cout // g) % block == 0 or g == 1))
+        tensor.CopyFrom(numpy_helper.from_array(merged_groups(numpy_helper.to_array(tensor), group.i, new), tensor.name))
+        group.i = new
+    return out
+
+
+def factored_gates(graph: onnx.ModelProto) -> onnx.ModelProto:
+    """Copy of ``graph`` with every Add of two products by one shared tensor, x a + x b, where a and b are gates
+    that broadcast over x (smaller in some dimension, never larger), rewritten as x (a + b); repeated until none
+    is left, so sums of more products nest. Exact up to rounding. The Mul keeps the Add's output name."""
+    out = onnx.ModelProto()
+    out.CopyFrom(graph)
+    while True:
+        producer, readers = links(out)
+        for o in out.graph.output:  # a graph output is read too
+            readers.setdefault(o.name, []).append(o)
+        shapes = inferred_shapes(out)
+        rewrites = {}  # a node's first output -> nodes in its place ([] drops it)
+        for add in out.graph.node:
+            muls = [producer.get(i) for i in add.input]
+            if add.op_type != "Add" or len(muls) != 2 or not all(_single_product(m, readers) for m in muls):
+                continue
+            shared = [i for i in muls[0].input if i in muls[1].input]
+            if len(set(shared)) != 1 or muls[0] is muls[1]:
+                continue
+            x = shared[0]
+            gates = [next(i for i in m.input if i != x) if len(set(m.input)) == 2 else None for m in muls]
+            if None in gates or not all(_broadcasts_over(shapes.get(g), shapes.get(x)) for g in gates):
+                continue
+            y = add.output[0]
+            first, last = sorted(muls, key=lambda m: list(out.graph.node).index(m))
+            rewrites[first.output[0]] = []
+            rewrites[last.output[0]] = [helper.make_node("Add", gates, [f"{y}_gates"], name=f"{add.name}_gates")]
+            rewrites[y] = [helper.make_node("Mul", [x, f"{y}_gates"], [y], name=add.name)]
+        if not rewrites:
+            return out
+        nodes = [new for n in out.graph.node for new in rewrites.get(n.output[0], [n])]
+        del out.graph.node[:]
+        out.graph.node.extend(nodes)
+
+
+def _single_product(node: onnx.NodeProto | None, readers: dict) -> bool:
+    return node is not None and node.op_type == "Mul" and len(readers.get(node.output[0], [])) == 1
+
+
+def _broadcasts_over(gate: list | None, x: list | None) -> bool:
+    """``gate``'s shape broadcasts over ``x``'s without growing it, and is smaller in some dimension."""
+    if not gate or not x or len(gate) != len(x) or "?" in gate or "?" in x:
+        return False
+    return all(g in (d, 1) for g, d in zip(gate, x)) and any(g == 1 and d != 1 for g, d in zip(gate, x))
 
 
 def im2col_convs(graph: onnx.ModelProto) -> onnx.ModelProto:

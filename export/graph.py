@@ -8,7 +8,7 @@ from onnx import numpy_helper
 
 __all__ = [
     "batchnorms_as_depthwise_convs", "channel_counts", "constants", "drop_unused_initializers", "inferred_shapes",
-    "links",
+    "links", "merged_groups",
 ]
 
 
@@ -48,6 +48,17 @@ def drop_unused_initializers(graph: onnx.ModelProto) -> None:
     used = {i for n in graph.graph.node for i in n.input} | {o.name for o in graph.graph.output}
     for t in [t for t in graph.graph.initializer if t.name not in used]:
         graph.graph.initializer.remove(t)
+
+
+def merged_groups(w: np.ndarray, group: int, new_group: int) -> np.ndarray:
+    """Weights (O, I / group, k...) of a grouped Conv, as weights (O, I / new_group, k...) for ``new_group`` groups
+    (a divisor of ``group``): each new group's kernel is block-diagonal over the old groups it merges, zeros
+    between the blocks, so the Conv's output is unchanged."""
+    o, i, r = w.shape[0] // group, w.shape[1], group // new_group  # r old groups per new one
+    out = np.zeros((w.shape[0], i * r, *w.shape[2:]), w.dtype)
+    for j in range(group):
+        out[j * o:(j + 1) * o, (j % r) * i:(j % r + 1) * i] = w[j * o:(j + 1) * o]
+    return out
 
 
 def batchnorms_as_depthwise_convs(graph: onnx.ModelProto) -> onnx.ModelProto:

@@ -47,6 +47,7 @@ from onnx import numpy_helper
 
 from glfer_edge.export.graph import (
     batchnorms_as_depthwise_convs, channel_counts, constants, drop_unused_initializers, inferred_shapes, links,
+    merged_groups,
 )
 
 if TYPE_CHECKING:
@@ -158,12 +159,7 @@ def densify_grouped_convs(graph: onnx.ModelProto, min_group_outputs: int = MIN_G
         tensor = weights.get(node.input[1])
         if tensor is None or tensor.dims[0] // group.i >= min_group_outputs or tensor.dims[1] == 1:
             continue  # wide groups, and depthwise convolutions (ORT has a vectorized depthwise kernel)
-        w = numpy_helper.to_array(tensor)  # (O, I/g, k...)
-        g, o, i = group.i, w.shape[0] // group.i, w.shape[1]
-        dense = np.zeros((w.shape[0], i * g, *w.shape[2:]), w.dtype)
-        for j in range(g):
-            dense[j * o:(j + 1) * o, j * i:(j + 1) * i] = w[j * o:(j + 1) * o]
-        tensor.CopyFrom(numpy_helper.from_array(dense, tensor.name))
+        tensor.CopyFrom(numpy_helper.from_array(merged_groups(numpy_helper.to_array(tensor), group.i, 1), tensor.name))
         group.i = 1
     return out
 
@@ -372,3 +368,4 @@ def movement_ops_on_uint8(quantized: onnx.ModelProto) -> onnx.ModelProto:
     nodes.extend(kept)
     drop_unused_initializers(out)  # the dropped Qs' scales and zero points
     return out
+

@@ -283,8 +283,9 @@ def test_expand_broadcast_muls_is_exact_and_leaves_scalar_and_padded_gates(fp32,
     expanded = expand_broadcast_muls(fp32, CPU_FLOAT_SCOPES)
     gated = {n.name for n in expanded.graph.node if n.op_type == "Mul" and any("expanded_gate" in i for i in n.input)}
     stages = len(config.model.glf_channels)
-    # per GLF stage: FR's three axis gates, PSA's scale weights, ODConv's filter attention
-    assert len(gated) == 5 * stages
+    # per GLF stage: FR's three axis gates, PSA's weights of each scale, ODConv's filter attention
+    scales = len(config.model.msfe_kernels)
+    assert len(gated) == (4 + scales) * stages and sum("/psa/" in g for g in gated) == scales * stages
     assert sum("/fr/" in g for g in gated) == 3 * stages and sum(g.endswith("/odconv/Mul_10") for g in gated) == stages
     # ODConv's input attention feeds the im2col Pad; its spatial attention is one value per sample and tap
     assert not any(re.search(r"/odconv/Mul(_[1-9])?$", g) for g in gated)

@@ -1,5 +1,5 @@
-"""The FP32 artifact's CPU rewrites (grouped 7x7 convs as depthwise + sum, ODConv's im2col as one grouped
-Conv): exact, and only where they apply."""
+"""The FP32 artifact's CPU rewrites (grouped 7x7 convs as depthwise + sum, narrow 5x5 groups merged, ODConv's
+im2col as one grouped Conv): exact, and only where they apply."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ ort = pytest.importorskip("onnxruntime")
 
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from glfer_edge.export.fp32_cpu import depthwise_grouped_convs, im2col_convs  # noqa: E402
+from glfer_edge.export.fp32_cpu import (  # noqa: E402
+    depthwise_grouped_convs, factored_gates, im2col_convs, regrouped_convs,
+)
 
 
 def _conv_graph(cin: int, cout: int, k: int, group: int, bias: bool, stride: int = 1, seed: int = 0):
@@ -62,6 +64,39 @@ def test_a_depthwise_conv_stays():
     assert depthwise_grouped_convs(model).graph.node[0].name == "branch"
 
 
+# (cin, cout, group) -> merged group count: MSFE's 5x5 branches of the paper preset's stages 1-3, then odd cases
+@pytest.mark.parametrize(("cin", "cout", "group", "merged"), [
+    (64, 16, 4, 1), (128, 32, 4, 2), (256, 64, 4, 4), (96, 48, 6, 3), (32, 8, 2, 1), (64, 32, 4, 2),
+])
+def test_regrouped_convs_merge_narrow_groups_exactly(cin, cout, group, merged):
+    model = _conv_graph(cin, cout, 5, group, bias=True)
+    rewritten = regrouped_convs(model)
+    onnx.checker.check_model(rewritten, full_check=True)
+    node = rewritten.graph.node[0]
+    assert [n.op_type for n in rewritten.graph.node] == ["Conv"] and node.name == "branch"
+    assert helper.get_attribute_value(next(a for a in node.attribute if a.name == "group")) == merged
+    assert list(rewritten.graph.initializer[0].dims) == [cout, cin // merged, 5, 5]
+    x = np.random.default_rng(1).standard_normal((1, cin, 9, 13)).astype(np.float32)
+    want, got = _run(model, x), _run(rewritten, x)
+    assert np.abs(got - want).max() < 1e-5 * np.abs(want).max()
+    # a wrong block layout (each old group's kernel placed in the first input slot of its new group) fails
+    w = numpy_helper.to_array(model.graph.initializer[0])
+    o, r = cout // group, group // merged
+    wrong = np.zeros((cout, cin // merged, 5, 5), np.float32)
+    for j in range(group):
+        wrong[j * o:(j + 1) * o, :cin // group] = w[j * o:(j + 1) * o]
+    if r > 1:
+        rewritten.graph.initializer[0].CopyFrom(numpy_helper.from_array(wrong, "w"))
+        assert np.abs(_run(rewritten, x) - want).max() > 0.1 * np.abs(want).max()
+
+
+@pytest.mark.parametrize(("cin", "cout", "k", "group"), [(32, 16, 3, 2), (64, 16, 7, 8), (64, 64, 5, 4), (16, 16, 5, 16)])
+def test_regrouped_convs_leave_other_convs(cin, cout, k, group):
+    """3x3s (cheap im2col), 7x7s (the depthwise rewrite's), full blocks and depthwise convs stay as they are."""
+    model = _conv_graph(cin, cout, k, group, bias=False)
+    assert regrouped_convs(model).SerializeToString() == model.SerializeToString()
+
+
 def _odconv_graph(stride: int, kernel_num: int, tmp_path):
     """ODConv2d (shifted formulation) with a dynamic batch, traced and slimmed as ``export_fp32`` does."""
     torch = pytest.importorskip("torch")
@@ -105,3 +140,52 @@ def test_an_im2col_with_per_channel_scales_stays(tmp_path):
     model.graph.initializer.append(numpy_helper.from_array(np.full((1, 8, 1, 1), 0.5, np.float32), "per_channel"))
     mul.input[1] = "per_channel"
     assert [n.op_type for n in im2col_convs(model).graph.node].count("Slice") == 9
+
+
+def _gates_graph(gate_shapes, extra_reader: bool = False):
+    """y = x g0 + x g1 (+ x g2 ...) on a (1, 4, 6, 5) map, each gate a graph input of its own shape."""
+    names = [f"g{i}" for i in range(len(gate_shapes))]
+    nodes = [helper.make_node("Mul", ["x", g], [f"m{i}"], name=f"mul{i}") for i, g in enumerate(names)]
+    total = "m0"
+    for i in range(1, len(names)):
+        nodes.append(helper.make_node("Add", [total, f"m{i}"], [f"s{i}"], name=f"add{i}"))
+        total = f"s{i}"
+    outputs = [helper.make_tensor_value_info(total, TensorProto.FLOAT, [1, 4, 6, 5])]
+    if extra_reader:  # the first product is also a graph output: it must stay
+        outputs.append(helper.make_tensor_value_info("m0", TensorProto.FLOAT, [1, 4, 6, 5]))
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 6, 5])]
+    inputs += [helper.make_tensor_value_info(g, TensorProto.FLOAT, s) for g, s in zip(names, gate_shapes)]
+    model = helper.make_model(helper.make_graph(nodes, "g", inputs, outputs),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def _run_feeds(model, feeds):
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, feeds)
+
+
+def test_factored_gates_multiply_the_map_once():
+    """FR's three gates (time, channel, frequency): x g_t + x g_c + x g_f -> x ((g_t + g_c) + g_f)."""
+    shapes = [[1, 1, 6, 1], [1, 4, 1, 1], [1, 1, 1, 5]]
+    model = _gates_graph(shapes)
+    rewritten = factored_gates(model)
+    onnx.checker.check_model(rewritten, full_check=True)
+    on_map = [n for n in rewritten.graph.node if "x" in n.input]
+    assert [n.op_type for n in on_map] == ["Mul"] and on_map[0].output[0] == "s2"
+    assert sorted(n.op_type for n in rewritten.graph.node) == ["Add", "Add", "Mul"]
+    rng = np.random.default_rng(0)
+    feeds = {"x": rng.standard_normal((1, 4, 6, 5)).astype(np.float32)}
+    feeds |= {f"g{i}": rng.uniform(0, 1, s).astype(np.float32) for i, s in enumerate(shapes)}
+    want, got = _run_feeds(model, feeds)[0], _run_feeds(rewritten, feeds)[0]
+    assert np.abs(got - want).max() < 1e-6 * np.abs(want).max()
+
+
+@pytest.mark.parametrize(("shapes", "extra_reader"), [
+    ([[1, 4, 6, 5], [1, 4, 1, 1]], False),  # a full-size factor is a product of two maps, not a gate
+    ([[1, 1, 6, 1], [1, 4, 1, 1]], True),  # a product read elsewhere too
+])
+def test_factored_gates_leave_other_sums(shapes, extra_reader):
+    model = _gates_graph(shapes, extra_reader)
+    assert factored_gates(model).SerializeToString() == model.SerializeToString()

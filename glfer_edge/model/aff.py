@@ -26,4 +26,4 @@ class AFF(nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         xa = x + y
         w = torch.sigmoid(self.local_att(xa) + self.global_att(xa))
-        return self.factor * (x * w + y * (1.0 - w))
+        return self.factor * (y + w * (x - y))  # = f (x w + y (1 - w)), one pass over the maps fewer

@@ -89,10 +89,11 @@ class PSA(nn.Module):
         self.css = CSS(channels, css_groups, css_shuffle, css_aggregation)
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
-        feats = torch.stack([conv(u) for conv in self.branches], dim=1)  # (B, n, P/n, T, F)
-        att = torch.stack([self.se(feats[:, i]) for i in range(feats.shape[1])], dim=1)  # (B, n, P/n, 1, 1)
-        weighted = feats * torch.softmax(att, dim=1)
-        o = torch.cat([weighted[:, i] for i in reversed(range(weighted.shape[1]))], dim=1)  # largest kernel first
+        feats = [conv(u) for conv in self.branches]  # n x (B, P/n, T, F)
+        # The scales' SE weights compete in a softmax across scales. Each scale is weighted on its own (not as
+        # one stacked tensor): two passes over the maps (scale, concatenate) instead of five.
+        att = torch.softmax(torch.stack([self.se(f) for f in feats], dim=1), dim=1)  # (B, n, P/n, 1, 1)
+        o = torch.cat([feats[i] * att[:, i] for i in reversed(range(len(feats)))], dim=1)  # largest kernel first
         return self.css(o) + o + u
 
 
