@@ -30,7 +30,8 @@ Two targets share the calibration (``INT8_TARGETS``):
   quantizing, ``prepare_cpu_graph`` rewrites the FP32 graph, exactly, into ops ORT's INT8 kernels
   run well and on all threads (one Gelu node per GELU, dense instead of narrow grouped
   convolutions, depthwise convolutions instead of average pooling and of BatchNormalization, gates
-  expanded to the map's shape); Concat inputs share the output's range, and afterwards Pad and Expand move U8 bytes.
+  expanded to the map's shape); Concat inputs share the output's range, and afterwards Pad and Expand move U8 bytes
+  and a GELU on a quantized map becomes x sigmoid(1.702 x) (ORT has no INT8 GELU; the one approximate step).
   TensorRT rejects this form (INT32 biases, asymmetric U8, an ORT contrib op).
 
 Measured (tiny preset, random weights with fitted statistics, SED head scaled so probabilities
@@ -56,7 +57,8 @@ from typing import TYPE_CHECKING, Any
 import onnx
 
 from glfer_edge.export.int8_cpu import (
-    gelu_bias_adds, movement_ops_on_uint8, narrow_input_convs, prepare_cpu_graph, share_concat_ranges,
+    gelu_bias_adds, gelus_as_sigmoid_products, movement_ops_on_uint8, narrow_input_convs, prepare_cpu_graph,
+    share_concat_ranges,
 )
 from glfer_edge.export.onnx_meta import set_precision
 
@@ -138,7 +140,7 @@ def quantize_int8(
         )
         quantized = onnx.load(str(out))
     if target == "cpu":
-        quantized = movement_ops_on_uint8(quantized)
+        quantized = gelus_as_sigmoid_products(movement_ops_on_uint8(quantized))
     summary = {**calibration_summary(reader, method, float_scopes), "target": target}
     for message in summary["warnings"]:
         warnings.warn(message, stacklevel=2)

@@ -248,9 +248,56 @@ def test_pools_as_depthwise_convs_is_exact(fp32, int8_cpu, config, tmp_path):
     _assert_same_outputs(fp32, rewritten, config)
 
 
-def test_cpu_int8_keeps_gelu_float(fp32, int8_cpu, tmp_path):
+def test_cpu_int8_runs_gelus_on_quantized_maps_as_sigmoid_products(fp32, int8_cpu, tmp_path):
+    """No Erf is left; a GELU whose input is float (the stem's, the LFE units' after their edge Adds) stays
+    one exact Gelu node, every other becomes x sigmoid(1.702 x), which ORT fuses into QLinear ops."""
+    producer = {o: n for n in int8_cpu.graph.node for o in n.output}
+    gelus = [n for n in int8_cpu.graph.node if n.op_type == "Gelu"]
+    products = [n for n in int8_cpu.graph.node if n.op_type == "Mul" and n.input[1].endswith("_sigmoid")]
+    assert gelus and products and len(gelus) + len(products) == sum(n.op_type == "Erf" for n in fp32.graph.node)
+    assert all(producer[n.input[0]].op_type != "DequantizeLinear" for n in gelus)
+    for mul in products:
+        x = producer[mul.input[0]]  # the map's DequantizeLinear; the sigmoid reads its bytes at 1.702 x the scale
+        sigmoid = producer[producer[producer[mul.input[1]].input[0]].input[0]]  # DQ <- Q <- Sigmoid
+        dq = producer[sigmoid.input[0]]
+        assert x.op_type == dq.op_type == "DequantizeLinear" and dq.input[0] == x.input[0]
+        assert float(initializer(int8_cpu, dq.input[1])) == pytest.approx(1.702 * float(initializer(int8_cpu, x.input[1])))
     fused = _fused_ops(int8_cpu, tmp_path)
-    assert fused.get("Gelu", 0) == sum(n.op_type == "Erf" for n in fp32.graph.node) and "Erf" not in fused
+    assert fused.get("Gelu", 0) == len(gelus) and "Erf" not in fused and "Sigmoid" not in fused
+    assert fused.get("QLinearSigmoid", 0) >= len(products)
+
+
+def test_gelus_as_sigmoid_products_stay_within_an_output_step():
+    """DQ -> Gelu -> Q on a U8 map spanning -4..8, against the exact GELU of the same bytes. The exact form is off
+    by half an output step (rounding); the sigmoid form by at most that plus the approximation's 0.0203 plus
+    the sigmoid's own rounding (half of 1/255, times x); a wrong slope is far off."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+    from scipy.special import erf
+
+    from glfer_edge.export.int8_cpu import gelus_as_sigmoid_products
+
+    x_scale, x_zero, y_scale, y_zero = 12 / 255, 85, 8.2 / 255, 5
+    params = [numpy_helper.from_array(np.array(v, dt), name) for v, dt, name in (
+        (x_scale, np.float32, "xs"), (x_zero, np.uint8, "xz"), (y_scale, np.float32, "ys"), (y_zero, np.uint8, "yz"))]
+    nodes = [helper.make_node("DequantizeLinear", ["x", "xs", "xz"], ["xf"]),
+             helper.make_node("Gelu", ["xf"], ["g"], name="gelu", domain="com.microsoft"),
+             helper.make_node("QuantizeLinear", ["g", "ys", "yz"], ["gq"]),
+             helper.make_node("DequantizeLinear", ["gq", "ys", "yz"], ["y"])]
+    graph = helper.make_graph(nodes, "gelu", [helper.make_tensor_value_info("x", TensorProto.UINT8, [1, 256])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], params)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+    codes = np.arange(256, dtype=np.uint8)[None]
+    xf = (codes.astype(np.float64) - x_zero) * x_scale
+    exact = 0.5 * xf * (1 + erf(xf / np.sqrt(2)))
+    run = lambda m: ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(  # noqa: E731
+        None, {"x": codes})[0]
+    assert np.abs(run(model) - exact).max() <= 0.5 * y_scale + 1e-6
+    rewritten = gelus_as_sigmoid_products(model)
+    assert "Gelu" not in [n.op_type for n in rewritten.graph.node]
+    bound = 0.5 * y_scale + 0.0204 + xf.max() / 510
+    assert 0.5 * y_scale < np.abs(run(rewritten) - exact).max() <= bound
+    assert np.abs(run(gelus_as_sigmoid_products(model, slope=1.0)) - exact).max() > 3 * bound
 
 
 def test_batchnorms_as_depthwise_convs_is_exact(fp32, int8_cpu, config, tmp_path):
