@@ -15,16 +15,19 @@
   threads (median of 10 runs, ms; ``python benchmarks/grouped_conv.py``): stage 1 5x5/g4 15.9 -> 9.1 (dense),
   stage 2 8.6 -> 5.1 (groups 2); the 3x3/g2 branches lose (stage 1 7.9 -> 9.0 dense: k^2 = 9 rows of
   im2col is cheap), so the rewrite takes kernels from ``REGROUP_MIN_KERNEL`` up to the depthwise ones.
+  Whole segment, 40 interleaved rounds: 1.03x per round.
 * ``im2col_convs``: ODConv's shifted formulation gathers the k^2 views of its padded input with a Pad and
   k^2 Slices (ORT runs Slice on one thread), scales each by its spatial attention and concatenates them
   for a 1x1 Conv. The rewrite gathers them with one grouped Conv of one-hot kernels (group = C, k^2
   outputs per channel: channel-major columns), scales them with one Mul by the k^2 attentions tiled over
   the channels, and permutes the 1x1 kernel's columns to match. Paper preset, the gather alone, 2
   threads (min of 30 interleaved runs): stage 1 9.4 -> 4.2 ms, stage 2 4.8 -> 2.2, stage 3 2.6 -> 1.4.
-* ``factored_gates``: FR's x g_t + x g_c + x g_f (three gates that broadcast over x) -> x ((g_t + g_c) + g_f): the
-  gates add on (1, C, T, 1) and one full-size write, and the map is multiplied once; 2 writes of the map
-  instead of 5. Not in the INT8 form, where the full-size gate sum runs as a broadcasting QLinearAdd on one
-  thread (session 20: 0.97-0.99x there).
+* ``factored_gates``: FR's x g_t + x g_c + x g_f (three gates that broadcast over x) -> x ((g_t + g_c) + g_f):
+  the gates add on (1, C, T, 1) and one full-size write, and the map is multiplied once; 2 writes of the
+  map instead of 5 (whole segment, 40 interleaved rounds: 1.04x per round). Not in the INT8 form, where
+  the full-size gate sum runs as a broadcasting QLinearAdd on one thread (session 20: 0.97-0.99x there).
+* ``channel_means_first`` (``graph.py``, shared with the INT8 CPU form): FR's means over (C, F) and (C, T)
+  read one 1x1 Conv's channel mean instead of the map (1.01x per round here, 1.07x in the INT8 form).
 * ``batchnorms_as_depthwise_convs`` (``graph.py``, shared with the INT8 CPU form): the BatchNormalizations
   ORT runs on one thread -> depthwise 1x1 Convs (paper preset, whole segment, 2 threads: 1.04x per round,
   60 interleaved rounds).
@@ -43,7 +46,8 @@ import onnx
 from onnx import helper, numpy_helper
 
 from glfer_edge.export.graph import (
-    batchnorms_as_depthwise_convs, constants, drop_unused_initializers, inferred_shapes, links, merged_groups,
+    batchnorms_as_depthwise_convs, channel_means_first, constants, drop_unused_initializers, inferred_shapes, links,
+    merged_groups,
 )
 
 __all__ = [
@@ -63,7 +67,7 @@ NCHWC_BLOCK = 16
 def prepare_fp32_cpu_graph(graph: onnx.ModelProto) -> onnx.ModelProto:
     """All the FP32 CPU rewrites, on a copy of ``graph``."""
     graph = im2col_convs(regrouped_convs(depthwise_grouped_convs(graph)))
-    return batchnorms_as_depthwise_convs(factored_gates(graph))
+    return channel_means_first(batchnorms_as_depthwise_convs(factored_gates(graph)))
 
 
 def depthwise_grouped_convs(graph: onnx.ModelProto, min_kernel: int = DEPTHWISE_MIN_KERNEL) -> onnx.ModelProto:
@@ -132,7 +136,8 @@ def regrouped_convs(graph: onnx.ModelProto, min_kernel: int = REGROUP_MIN_KERNEL
         if cg == 1 or min(kernel) < min_kernel or max(kernel) > max_kernel or (cout // group.i) % block == 0:
             continue  # depthwise, another kernel size, or groups that already fill whole blocks
         new = max(g for g in range(1, group.i + 1) if group.i % g == 0 and ((cout // g) % block == 0 or g == 1))
-        tensor.CopyFrom(numpy_helper.from_array(merged_groups(numpy_helper.to_array(tensor), group.i, new), tensor.name))
+        merged = merged_groups(numpy_helper.to_array(tensor), group.i, new)
+        tensor.CopyFrom(numpy_helper.from_array(merged, tensor.name))
         group.i = new
     return out
 

@@ -1,4 +1,4 @@
-"""Small ONNX graph helpers, and one rewrite, shared by the CPU artifacts' rewrites (``fp32_cpu``, ``int8_cpu``)."""
+"""Small ONNX graph helpers, and the rewrites shared by the CPU artifacts' rewrites (``fp32_cpu``, ``int8_cpu``)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import onnx
 from onnx import numpy_helper
 
 __all__ = [
-    "batchnorms_as_depthwise_convs", "channel_counts", "constants", "drop_unused_initializers", "inferred_shapes",
-    "links", "merged_groups",
+    "batchnorms_as_depthwise_convs", "channel_counts", "channel_means_first", "constants", "drop_unused_initializers",
+    "inferred_shapes", "links", "merged_groups",
 ]
 
 
@@ -97,3 +97,49 @@ def batchnorms_as_depthwise_convs(graph: onnx.ModelProto) -> onnx.ModelProto:
         ))
     drop_unused_initializers(out)
     return out
+
+
+def channel_means_first(graph: onnx.ModelProto) -> onnx.ModelProto:
+    """Copy of ``graph`` where every ReduceMean over the channels and a spatial axis of a 4-D map (FR's time and
+    frequency descriptors: means over (C, F) and (C, T)) reads the map's channel mean, (B, 1, T, F), instead of
+    the map: the same axes, now over one channel. One 1x1 Conv with weights 1/C per map computes it, shared by
+    its ReduceMeans. Exact up to summation order.
+
+    Why, for both CPU artifacts: ORT reduces over non-adjacent axes slowly (FR's frequency descriptor,
+    (1, 64, 320, 100): 1.6 ms for a 2-thread pass over 8 MB), and has no INT8 ReduceMean, so the INT8
+    form ran each on a dequantized copy of the map (DequantizeLinear: one thread). The 1x1 Conv runs on
+    both threads, as a QLinearConv in INT8, and the ReduceMeans shrink to 1/C of their input.
+    """
+    out = onnx.ModelProto()
+    out.CopyFrom(graph)
+    channels = channel_counts(out)
+    tensors = constants(out)
+    means: dict[str, str] = {}  # map -> its channel mean
+    nodes: list[onnx.NodeProto] = []
+    for node in out.graph.node:
+        axes = _reduce_axes(node, tensors)
+        x = node.input[0] if node.op_type == "ReduceMean" else None
+        if x not in channels or axes is None or 1 not in axes or not {2, 3} & axes or axes - {1, 2, 3}:
+            nodes.append(node)
+            continue
+        if x not in means:
+            weight, means[x] = f"{x}_channel_mean_weight", f"{x}_channel_mean"
+            c = channels[x]
+            out.graph.initializer.append(numpy_helper.from_array(np.full((1, c, 1, 1), 1.0 / c, np.float32), weight))
+            nodes.append(onnx.helper.make_node("Conv", [x, weight], [means[x]], name=f"{node.name}_channel_mean",
+                                               kernel_shape=[1, 1]))
+        node.input[0] = means[x]
+        nodes.append(node)
+    del out.graph.node[:]
+    out.graph.node.extend(nodes)
+    return out
+
+
+def _reduce_axes(node: onnx.NodeProto, tensors: dict[str, onnx.TensorProto]) -> set[int] | None:
+    """A 4-D ReduceMean's axes (non-negative), from its attribute (opset < 18) or constant input; None if unknown."""
+    if node.op_type != "ReduceMean":
+        return None
+    attr = next((onnx.helper.get_attribute_value(a) for a in node.attribute if a.name == "axes"), None)
+    if attr is None and len(node.input) > 1 and node.input[1] in tensors:
+        attr = numpy_helper.to_array(tensors[node.input[1]]).tolist()
+    return None if not attr else {a % 4 for a in attr}

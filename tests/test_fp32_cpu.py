@@ -90,7 +90,8 @@ def test_regrouped_convs_merge_narrow_groups_exactly(cin, cout, group, merged):
         assert np.abs(_run(rewritten, x) - want).max() > 0.1 * np.abs(want).max()
 
 
-@pytest.mark.parametrize(("cin", "cout", "k", "group"), [(32, 16, 3, 2), (64, 16, 7, 8), (64, 64, 5, 4), (16, 16, 5, 16)])
+@pytest.mark.parametrize(("cin", "cout", "k", "group"),
+                         [(32, 16, 3, 2), (64, 16, 7, 8), (64, 64, 5, 4), (16, 16, 5, 16)])
 def test_regrouped_convs_leave_other_convs(cin, cout, k, group):
     """3x3s (cheap im2col), 7x7s (the depthwise rewrite's), full blocks and depthwise convs stay as they are."""
     model = _conv_graph(cin, cout, k, group, bias=False)
@@ -189,3 +190,35 @@ def test_factored_gates_multiply_the_map_once():
 def test_factored_gates_leave_other_sums(shapes, extra_reader):
     model = _gates_graph(shapes, extra_reader)
     assert factored_gates(model).SerializeToString() == model.SerializeToString()
+
+
+@pytest.mark.parametrize("opset", [17, 18])
+def test_channel_means_first_shares_one_channel_mean(opset):
+    """FR's descriptors: means over (C, F) and (C, T) read one 1x1 Conv's channel mean; means that keep the
+    channels, and other tensors, stay as they are."""
+    from glfer_edge.export.graph import channel_means_first
+
+    reductions = [([1, 3], 0), ([1, 2], 1), ([2, 3], 1), ([3], 0)]  # (axes, keepdims)
+    nodes, inits = [], []
+    for i, (axes, keep) in enumerate(reductions):
+        if opset >= 18:
+            inits.append(numpy_helper.from_array(np.array(axes, np.int64), f"axes{i}"))
+            nodes.append(helper.make_node("ReduceMean", ["x", f"axes{i}"], [f"y{i}"], name=f"mean{i}", keepdims=keep))
+        else:
+            nodes.append(helper.make_node("ReduceMean", ["x"], [f"y{i}"], name=f"mean{i}", axes=axes, keepdims=keep))
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 6, 5])],
+                              [helper.make_tensor_value_info(f"y{i}", TensorProto.FLOAT, shape) for i, shape in
+                               enumerate([[1, 6], [1, 1, 1, 5], [1, 8, 1, 1], [1, 8, 6]])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    rewritten = channel_means_first(model)
+    onnx.checker.check_model(rewritten, full_check=True)
+    convs = [n for n in rewritten.graph.node if n.op_type == "Conv"]
+    assert len(convs) == 1 and convs[0].input[0] == "x"
+    readers = {n.name: n.input[0] for n in rewritten.graph.node if n.op_type == "ReduceMean"}
+    assert readers == {"mean0": convs[0].output[0], "mean1": convs[0].output[0], "mean2": "x", "mean3": "x"}
+    x = np.random.default_rng(2).standard_normal((1, 8, 6, 5)).astype(np.float32)
+    run = lambda m: ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(  # noqa: E731
+        None, {"x": x})
+    for want, got in zip(run(model), run(rewritten)):
+        assert want.shape == got.shape and np.abs(got - want).max() < 1e-6
