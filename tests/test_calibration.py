@@ -261,7 +261,8 @@ def test_cpu_int8_runs_gelus_on_quantized_maps_as_sigmoid_products(fp32, int8_cp
         sigmoid = producer[producer[producer[mul.input[1]].input[0]].input[0]]  # DQ <- Q <- Sigmoid
         dq = producer[sigmoid.input[0]]
         assert x.op_type == dq.op_type == "DequantizeLinear" and dq.input[0] == x.input[0]
-        assert float(initializer(int8_cpu, dq.input[1])) == pytest.approx(1.702 * float(initializer(int8_cpu, x.input[1])))
+        scale = float(initializer(int8_cpu, x.input[1]))
+        assert float(initializer(int8_cpu, dq.input[1])) == pytest.approx(1.702 * scale)
     fused = _fused_ops(int8_cpu, tmp_path)
     assert fused.get("Gelu", 0) == len(gelus) and "Erf" not in fused and "Sigmoid" not in fused
     assert fused.get("QLinearSigmoid", 0) >= len(products)
@@ -286,7 +287,8 @@ def test_gelus_as_sigmoid_products_stay_within_an_output_step():
              helper.make_node("DequantizeLinear", ["gq", "ys", "yz"], ["y"])]
     graph = helper.make_graph(nodes, "gelu", [helper.make_tensor_value_info("x", TensorProto.UINT8, [1, 256])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], params)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
+    model = helper.make_model(graph, opset_imports=opsets)
     codes = np.arange(256, dtype=np.uint8)[None]
     xf = (codes.astype(np.float64) - x_zero) * x_scale
     exact = 0.5 * xf * (1 + erf(xf / np.sqrt(2)))
