@@ -19,9 +19,14 @@
 * ``im2col_convs``: ODConv's shifted formulation gathers the k^2 views of its padded input with a Pad and
   k^2 Slices (ORT runs Slice on one thread), scales each by its spatial attention and concatenates them
   for a 1x1 Conv. The rewrite gathers them with one grouped Conv of one-hot kernels (group = C, k^2
-  outputs per channel: channel-major columns), scales them with one Mul by the k^2 attentions tiled over
-  the channels, and permutes the 1x1 kernel's columns to match. Paper preset, the gather alone, 2
-  threads (min of 30 interleaved runs): stage 1 9.4 -> 4.2 ms, stage 2 4.8 -> 2.2, stage 3 2.6 -> 1.4.
+  outputs per channel: channel-major columns) and permutes the 1x1 kernel's columns to match. Paper
+  preset, the gather alone, 2 threads (min of 30 interleaved runs): stage 1 9.4 -> 4.2 ms, stage 2 4.8 ->
+  2.2, stage 3 2.6 -> 1.4. Since session 21 the attentions scale the kernel, not the columns: each
+  sample's (Cout, C k^2) kernel times its k^2 attentions tiled over the channels (a Mul on a few
+  thousand values), then one batched MatMul over the columns. This drops a Mul over the (C k^2)-channel
+  map and the NCHWc reorder before the 1x1 Conv (stage 1 profile: 24 -> 13 ms for the ODConv), at a
+  MatMul somewhat slower per MAC than the NCHWc Conv; whole segment, 60 interleaved rounds: 1.05x per
+  round.
 * ``factored_gates``: FR's x g_t + x g_c + x g_f (three gates that broadcast over x) -> x ((g_t + g_c) + g_f):
   the gates add on (1, C, T, 1) and one full-size write, and the map is multiplied once; 2 writes of the
   map instead of 5 (whole segment, 40 interleaved rounds: 1.04x per round). Not in the INT8 form, where
@@ -190,10 +195,12 @@ def _broadcasts_over(gate: list | None, x: list | None) -> bool:
 
 def im2col_convs(graph: onnx.ModelProto) -> onnx.ModelProto:
     """Copy of ``graph`` with every Pad -> k^2 Slices -> Muls by per-sample scalars -> Concat -> 1x1 Conv
-    (an im2col with attention, ODConv's shifted formulation) gathered by a one-hot grouped Conv instead;
-    exact up to the 1x1 Conv's summation order. Column c k^2 + t of the new gather is view t of channel c,
-    so the scales are tiled C times and the 1x1 kernel's column t C + c moves to c k^2 + t. The 1x1 Conv
-    keeps its output name; the Concat's output, in the other column order, is gone."""
+    (an im2col with attention, ODConv's shifted formulation) gathered by a one-hot grouped Conv instead,
+    and the scales applied to per-sample copies of the 1x1 kernel, (B, Cout, C k^2), which a batched
+    MatMul applies to the (B, C k^2, H W) columns; exact up to summation order. Column c k^2 + t of the
+    new gather is view t of channel c, so the scales are tiled C times and the 1x1 kernel's column t C + c
+    moves to c k^2 + t. The last node keeps the 1x1 Conv's output name; the Concat's output, in the other
+    column order, is gone."""
     out = onnx.ModelProto()
     out.CopyFrom(graph)
     consts = constants(out)
@@ -211,17 +218,37 @@ def im2col_convs(graph: onnx.ModelProto) -> onnx.ModelProto:
         onehot = np.zeros((c * k * k, 1, k, k), w.dtype)
         onehot[np.arange(c * k * k), 0, np.tile(np.arange(k * k) // k, c), np.tile(np.arange(k * k) % k, c)] = 1
         permuted = w.reshape(w.shape[0], k * k, c).transpose(0, 2, 1).reshape(w.shape)  # (t, c) -> (c, t) columns
-        names = {n: f"{y}_{n}" for n in ("onehot", "cols", "scales", "tiled", "reps", "weight", "scaled")}
-        out.graph.initializer.extend([numpy_helper.from_array(onehot, names["onehot"]),
-                                      numpy_helper.from_array(np.array([1, c, 1, 1], np.int64), names["reps"]),
-                                      numpy_helper.from_array(np.ascontiguousarray(permuted), names["weight"])])
+        cout, (h, w_) = w.shape[0], shapes[x][2:]
+        names = {n: f"{y}_{n}" for n in ("onehot", "cols", "scales", "tiled", "reps", "weight", "rows", "columns",
+                                         "kernels", "product", "cols_shape", "rows_shape", "y_shape")}
+        out.graph.initializer.extend([
+            numpy_helper.from_array(onehot, names["onehot"]),
+            numpy_helper.from_array(np.array([1, c, 1, 1], np.int64), names["reps"]),
+            numpy_helper.from_array(np.ascontiguousarray(permuted.reshape(cout, c * k * k)), names["weight"]),
+            numpy_helper.from_array(np.array([0, c * k * k, h * w_], np.int64), names["cols_shape"]),
+            numpy_helper.from_array(np.array([0, 1, c * k * k], np.int64), names["rows_shape"]),
+            numpy_helper.from_array(np.array([0, cout, h, w_], np.int64), names["y_shape"]),
+        ])
+        product = names["product"]
+        bias = []
+        if len(conv.input) > 2 and conv.input[2]:
+            b = numpy_helper.to_array(consts[conv.input[2]]).reshape(cout, 1)
+            out.graph.initializer.append(numpy_helper.from_array(b, f"{y}_bias"))
+            bias = [helper.make_node("Add", [product, f"{y}_bias"], [f"{y}_biased"], name=f"{conv.name}_bias")]
+            product = f"{y}_biased"
         added[conv.name] = [
             helper.make_node("Conv", [x, names["onehot"]], [names["cols"]], name=f"{conv.name}_im2col", group=c,
                              kernel_shape=[k, k], pads=[p] * 4),
+            helper.make_node("Reshape", [names["cols"], names["cols_shape"]], [names["columns"]],
+                             name=f"{conv.name}_columns"),
             helper.make_node("Concat", scales, [names["scales"]], name=f"{conv.name}_scales", axis=1),
             helper.make_node("Tile", [names["scales"], names["reps"]], [names["tiled"]], name=f"{conv.name}_tile"),
-            helper.make_node("Mul", [names["cols"], names["tiled"]], [names["scaled"]], name=f"{conv.name}_scale"),
-            helper.make_node("Conv", [names["scaled"], names["weight"], *conv.input[2:]], [y], name=conv.name),
+            helper.make_node("Reshape", [names["tiled"], names["rows_shape"]], [names["rows"]],
+                             name=f"{conv.name}_rows"),
+            helper.make_node("Mul", [names["weight"], names["rows"]], [names["kernels"]], name=f"{conv.name}_kernels"),
+            helper.make_node("MatMul", [names["kernels"], names["columns"]], [names["product"]], name=conv.name),
+            *bias,
+            helper.make_node("Reshape", [product, names["y_shape"]], [y], name=f"{conv.name}_map"),
         ]
         dropped |= {n.name for n in (pad, concat, conv, *slices, *muls)}
     nodes: list[onnx.NodeProto] = []
