@@ -57,8 +57,7 @@ from glfer_edge.export.graph import (
 
 __all__ = [
     "prepare_fp32_cpu_graph", "depthwise_grouped_convs", "regrouped_convs", "im2col_convs", "factored_gates",
-    "DEPTHWISE_MIN_KERNEL",
-    "REGROUP_MIN_KERNEL", "NCHWC_BLOCK",
+    "DEPTHWISE_MIN_KERNEL", "REGROUP_MIN_KERNEL", "NCHWC_BLOCK",
 ]
 
 # Grouped Convs whose kernel is at least this large in every dimension become depthwise + sum.

@@ -129,6 +129,20 @@ def test_im2col_rewrite_is_exact_on_odconv(kernel_num, tmp_path):
     assert np.abs(want[0] - want[1]).max() > 0.1 * np.abs(want).max()
 
 
+def test_im2col_rewrite_keeps_a_bias(tmp_path):
+    """The 1x1 Conv's bias (ODConv has none; the pattern allows one) is added after the batched MatMul."""
+    model = _odconv_graph(1, 1, tmp_path)
+    conv = next(n for n in model.graph.node if n.op_type == "Conv" and n.input[0].startswith("/Concat"))
+    bias = np.linspace(-1, 1, 16, dtype=np.float32)
+    model.graph.initializer.append(numpy_helper.from_array(bias, "bias"))
+    conv.input.append("bias")
+    rewritten = im2col_convs(model)
+    assert "MatMul" in [n.op_type for n in rewritten.graph.node]
+    x = np.random.default_rng(3).standard_normal((2, 8, 12, 10)).astype(np.float32)
+    want, got = _run(model, x), _run(rewritten, x)
+    assert np.abs(got - want).max() < 1e-5 * np.abs(want).max()
+
+
 def test_a_strided_odconv_stays(tmp_path):
     model = _odconv_graph(2, 1, tmp_path)
     assert [n.op_type for n in im2col_convs(model).graph.node] == [n.op_type for n in model.graph.node]
