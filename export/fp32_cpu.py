@@ -52,7 +52,7 @@ from onnx import helper, numpy_helper
 
 from glfer_edge.export.graph import (
     batchnorms_as_depthwise_convs, channel_means_first, constants, drop_unused_initializers, inferred_shapes, links,
-    merged_groups,
+    with_merged_groups,
 )
 
 __all__ = [
@@ -126,24 +126,14 @@ def regrouped_convs(graph: onnx.ModelProto, min_kernel: int = REGROUP_MIN_KERNEL
     """Copy of ``graph`` with every grouped, not depthwise, Conv whose kernel lies between ``min_kernel`` and
     ``max_kernel`` and whose groups have fewer than ``block`` outputs rewritten with fewer groups: the largest
     divisor of its group count whose groups have a multiple of ``block`` outputs, else 1 (dense). Exact: the
-    merged groups' kernels are block-diagonal (``graph.merged_groups``)."""
-    out = onnx.ModelProto()
-    out.CopyFrom(graph)
-    weights = {t.name: t for t in out.graph.initializer}
-    users = Counter(i for n in out.graph.node for i in n.input)
-    for node in out.graph.node:
-        group = next((a for a in node.attribute if a.name == "group"), None)
-        tensor = weights.get(node.input[1]) if node.op_type == "Conv" and len(node.input) > 1 else None
-        if group is None or group.i == 1 or tensor is None or users[node.input[1]] != 1 or len(tensor.dims) != 4:
-            continue
-        cout, cg, *kernel = tensor.dims
-        if cg == 1 or min(kernel) < min_kernel or max(kernel) > max_kernel or (cout // group.i) % block == 0:
-            continue  # depthwise, another kernel size, or groups that already fill whole blocks
-        new = max(g for g in range(1, group.i + 1) if group.i % g == 0 and ((cout // g) % block == 0 or g == 1))
-        merged = merged_groups(numpy_helper.to_array(tensor), group.i, new)
-        tensor.CopyFrom(numpy_helper.from_array(merged, tensor.name))
-        group.i = new
-    return out
+    merged groups' kernels are block-diagonal (``graph.with_merged_groups``)."""
+    def new_group(group: int, dims: list[int]) -> int:
+        cout, kernel = dims[0], dims[2:]
+        if len(kernel) != 2 or min(kernel) < min_kernel or max(kernel) > max_kernel or (cout // group) % block == 0:
+            return group  # another kernel size, or groups that already fill whole blocks
+        return max(g for g in range(1, group + 1) if group % g == 0 and ((cout // g) % block == 0 or g == 1))
+
+    return with_merged_groups(graph, new_group)
 
 
 def factored_gates(graph: onnx.ModelProto) -> onnx.ModelProto:
@@ -157,6 +147,7 @@ def factored_gates(graph: onnx.ModelProto) -> onnx.ModelProto:
         for o in out.graph.output:  # a graph output is read too
             readers.setdefault(o.name, []).append(o)
         shapes = inferred_shapes(out)
+        position = {n.output[0]: i for i, n in enumerate(out.graph.node)}
         rewrites = {}  # a node's first output -> nodes in its place ([] drops it)
         for add in out.graph.node:
             muls = [producer.get(i) for i in add.input]
@@ -170,7 +161,7 @@ def factored_gates(graph: onnx.ModelProto) -> onnx.ModelProto:
             if None in gates or not all(_broadcasts_over(shapes.get(g), shapes.get(x)) for g in gates):
                 continue
             y = add.output[0]
-            first, last = sorted(muls, key=lambda m: list(out.graph.node).index(m))
+            first, last = sorted(muls, key=lambda m: position[m.output[0]])
             rewrites[first.output[0]] = []
             rewrites[last.output[0]] = [helper.make_node("Add", gates, [f"{y}_gates"], name=f"{add.name}_gates")]
             rewrites[y] = [helper.make_node("Mul", [x, f"{y}_gates"], [y], name=add.name)]

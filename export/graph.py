@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Callable
+
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
 __all__ = [
     "batchnorms_as_depthwise_convs", "channel_counts", "channel_means_first", "constants", "drop_unused_initializers",
-    "inferred_shapes", "links", "merged_groups",
+    "inferred_shapes", "links", "merged_groups", "with_merged_groups",
 ]
 
 
@@ -58,6 +61,28 @@ def merged_groups(w: np.ndarray, group: int, new_group: int) -> np.ndarray:
     out = np.zeros((w.shape[0], i * r, *w.shape[2:]), w.dtype)
     for j in range(group):
         out[j * o:(j + 1) * o, (j % r) * i:(j % r + 1) * i] = w[j * o:(j + 1) * o]
+    return out
+
+
+def with_merged_groups(graph: onnx.ModelProto, new_group: Callable[[int, list[int]], int]) -> onnx.ModelProto:
+    """Copy of ``graph`` where each grouped, not depthwise, Conv that owns its constant weight runs with
+    ``new_group(group, weight dims)`` groups (a divisor of its group count; the same count leaves it as it
+    is), the merged groups' kernels block-diagonal (``merged_groups``): exact. The CPU artifacts' regrouping
+    rules (``fp32_cpu.regrouped_convs``, ``int8_cpu.densify_grouped_convs``) are choices of ``new_group``."""
+    out = onnx.ModelProto()
+    out.CopyFrom(graph)
+    weights = {t.name: t for t in out.graph.initializer}
+    users = Counter(i for n in out.graph.node for i in n.input)
+    for node in out.graph.node:
+        group = next((a for a in node.attribute if a.name == "group"), None)
+        tensor = weights.get(node.input[1]) if node.op_type == "Conv" else None
+        if group is None or group.i == 1 or tensor is None or users[node.input[1]] != 1 or tensor.dims[1] == 1:
+            continue
+        new = new_group(group.i, list(tensor.dims))
+        if new != group.i:
+            merged = merged_groups(numpy_helper.to_array(tensor), group.i, new)
+            tensor.CopyFrom(numpy_helper.from_array(merged, tensor.name))
+            group.i = new
     return out
 
 

@@ -53,7 +53,7 @@ from onnx import numpy_helper
 
 from glfer_edge.export.graph import (
     batchnorms_as_depthwise_convs, channel_counts, channel_means_first, constants, drop_unused_initializers,
-    inferred_shapes, links, merged_groups,
+    inferred_shapes, links, with_merged_groups,
 )
 
 if TYPE_CHECKING:
@@ -154,23 +154,8 @@ def densify_grouped_convs(graph: onnx.ModelProto, min_group_outputs: int = MIN_G
     Exact in INT8 too: per-channel weight scales are unchanged (zeros do not move a channel's max) and
     the zeros add nothing to the INT32 accumulators. Why, for the CPU form only: see MIN_GROUP_OUTPUTS.
     """
-    out = onnx.ModelProto()
-    out.CopyFrom(graph)
-    weights = {t.name: t for t in out.graph.initializer}
-    users: dict[str, int] = {}
-    for n in out.graph.node:
-        for i in n.input:
-            users[i] = users.get(i, 0) + 1
-    for node in out.graph.node:
-        group = next((a for a in node.attribute if a.name == "group"), None)
-        if node.op_type != "Conv" or group is None or group.i == 1 or users.get(node.input[1]) != 1:
-            continue
-        tensor = weights.get(node.input[1])
-        if tensor is None or tensor.dims[0] // group.i >= min_group_outputs or tensor.dims[1] == 1:
-            continue  # wide groups, and depthwise convolutions (ORT has a vectorized depthwise kernel)
-        tensor.CopyFrom(numpy_helper.from_array(merged_groups(numpy_helper.to_array(tensor), group.i, 1), tensor.name))
-        group.i = 1
-    return out
+    # depthwise convolutions stay (ORT has a vectorized depthwise kernel), and so do wide groups
+    return with_merged_groups(graph, lambda group, dims: 1 if dims[0] // group < min_group_outputs else group)
 
 
 def pools_as_depthwise_convs(graph: onnx.ModelProto) -> onnx.ModelProto:

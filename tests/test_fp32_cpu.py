@@ -231,8 +231,6 @@ def test_channel_means_first_shares_one_channel_mean(opset):
     assert len(convs) == 1 and convs[0].input[0] == "x"
     readers = {n.name: n.input[0] for n in rewritten.graph.node if n.op_type == "ReduceMean"}
     assert readers == {"mean0": convs[0].output[0], "mean1": convs[0].output[0], "mean2": "x", "mean3": "x"}
-    x = np.random.default_rng(2).standard_normal((1, 8, 6, 5)).astype(np.float32)
-    run = lambda m: ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(  # noqa: E731
-        None, {"x": x})
-    for want, got in zip(run(model), run(rewritten)):
+    feeds = {"x": np.random.default_rng(2).standard_normal((1, 8, 6, 5)).astype(np.float32)}
+    for want, got in zip(_run_feeds(model, feeds), _run_feeds(rewritten, feeds)):
         assert want.shape == got.shape and np.abs(got - want).max() < 1e-6

@@ -106,8 +106,8 @@ def test_per_layer_maps_int8_graph_onto_fp32_names(artifacts, recordings):
     assert report.tolerance == parity.LAYER_TOLERANCES["int8"]  # from the artifact's metadata
     # the FP32 artifact's CPU rewrite (export/fp32_cpu.py) adds tensors that the INT8 form never had
     fp32_tensors = [o for n in onnx.load(str(artifacts["fp32"])).graph.node for o in n.output]
-    suffixes = ("_copies", "_pairs", "_cols", "_columns", "_scales", "_tiled", "_rows", "_kernels", "_product", "_gates",
-                "_channel_mean")
+    suffixes = ("_copies", "_pairs", "_cols", "_columns", "_scales", "_tiled", "_rows", "_kernels", "_product",
+                "_gates", "_channel_mean")
     rewrite = [o for o in fp32_tensors if o.endswith(suffixes)]
     assert rewrite and report.unmatched == len(rewrite) and len(report.layers) > 80
     frontend = [s for s in report.layers if s.node.startswith("/frontend/")]
