@@ -30,9 +30,13 @@ def _conv_graph(cin: int, cout: int, k: int, group: int, bias: bool, stride: int
     return model
 
 
-def _run(model, x: np.ndarray) -> np.ndarray:
+def _run_feeds(model, feeds):
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return session.run(None, {"x": x})[0]
+    return session.run(None, feeds)
+
+
+def _run(model, x: np.ndarray) -> np.ndarray:
+    return _run_feeds(model, {"x": x})[0]
 
 
 @pytest.mark.parametrize(("cin", "cout", "group", "bias"),
@@ -174,11 +178,6 @@ def _gates_graph(gate_shapes, extra_reader: bool = False):
                               opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     return model
-
-
-def _run_feeds(model, feeds):
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return session.run(None, feeds)
 
 
 def test_factored_gates_multiply_the_map_once():
