@@ -1,4 +1,10 @@
-"""Atomic output files (a failed command never leaves a half-written result behind) and strict JSON values."""
+"""Output files: one policy for every verb, atomic writes and strict JSON values.
+
+The policy (README, "Output files"): parent folders are created; an existing output is never replaced
+unless the user passes ``--force``; every file is written to a temporary name and renamed into place,
+so a failed command leaves no half-written result. ``--json PATH`` writes JSON to PATH, ``--json -``
+to standard output.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,49 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from glfer_edge.errors import InputError
+
+STDOUT = "-"
+
+
+def add_force_argument(parser: Any) -> None:
+    """The ``--force`` flag of every verb that writes files."""
+    parser.add_argument("--force", action="store_true", help="replace existing output files")
+
+
+def add_json_argument(parser: Any, what: str = "the results") -> None:
+    """The ``--json PATH`` option of every verb (``-``: standard output)."""
+    parser.add_argument("--json", metavar="PATH", help=f"write {what} as JSON to PATH ('-': standard output)")
+
+
+def check_output(path: str | Path | None, force: bool, flag: str = "--out", folder: bool = False) -> None:
+    """Refuse an output that exists (unless ``force``) or has the wrong kind, before any work is done."""
+    if path is None or str(path) == STDOUT:
+        return
+    path = Path(path)
+    if folder:
+        if path.exists() and not path.is_dir():
+            raise InputError(f"{flag} {path} is a file; give a folder name")
+        if path.is_dir() and any(path.iterdir()) and not force:
+            raise InputError(f"{flag} {path} is a folder that is not empty; pass --force to write into it")
+        return
+    if path.is_dir():
+        raise InputError(f"{flag} {path} is a folder; give a file name")
+    if path.exists() and not force:
+        raise InputError(f"{flag} {path} exists; pass --force to replace it, or choose another name")
+
+
+def write_json(path: str | Path, value: Any) -> None:
+    """Strict JSON (NaN/inf as null) to ``path``, atomically, or to standard output for ``-``."""
+    import json
+    import sys
+
+    text = json.dumps(json_safe(value), indent=2, default=str) + "\n"
+    if str(path) == STDOUT:
+        sys.stdout.write(text)
+    else:
+        write_text_atomic(path, text)
 
 
 @contextlib.contextmanager
