@@ -4,6 +4,11 @@ Written next to the artifact as ``<artifact>.calibration.json`` and ``.md``. Acc
 with ONNX Runtime on generated scenes the calibration never saw (another seed, same level range):
 output parity (glfer_edge.tolerances) and the SELD error of both artifacts against the scenes'
 labels (glfer_edge.metrics, DCASE 2023 rules), whose difference is the ``seld_delta`` tolerance.
+
+Which arithmetic the figures describe depends on the form, and the report names it with the CPU:
+the TensorRT form runs with graph optimizations off, so each Q/DQ pair is computed in float, which is
+what TensorRT's integer kernels compute exactly (ORT's own CPU kernels would measure this CPU instead);
+the CPU form runs on onnxruntime's INT8 kernels of the machine that writes the report.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from onnx import numpy_helper
 from glfer_edge import metadata as md
 from glfer_edge._fileio import json_safe, write_text_atomic
 from glfer_edge.config import SELDConfig
-from glfer_edge.export.onnx_meta import fixed_batch
+from glfer_edge.machine import cpu_label
+from glfer_edge.export.onnx_meta import calibration_of, fixed_batch, graph_metadata
 from glfer_edge.tolerances import TOLERANCES, compare_outputs, violations
 
 INT8_MAX = 127
@@ -44,9 +50,14 @@ def activation_ranges(qdq: onnx.ModelProto) -> dict[str, float]:
 
 
 def held_out_accuracy(
-    fp32: onnx.ModelProto, int8: onnx.ModelProto, config: SELDConfig, n_scenes: int = 16, seed: int = 0
+    fp32: onnx.ModelProto, int8: onnx.ModelProto, config: SELDConfig, n_scenes: int = 16, seed: int = 0,
+    exact: bool | None = None,
 ) -> dict[str, Any]:
-    """Parity statistics, tolerance violations and SELD errors of INT8 vs FP32 on generated scenes."""
+    """Parity statistics, tolerance violations and SELD errors of INT8 vs FP32 on generated scenes.
+
+    ``exact``: compute each Q/DQ pair in float (the arithmetic of TensorRT and of VNNI CPUs) instead of
+    on this CPU's INT8 kernels; default: exact for the TensorRT form, kernels for the CPU form.
+    """
     import onnxruntime as ort
 
     from glfer_edge.calibration.readers import DEFAULT_BATCH, SynthReader
@@ -54,8 +65,12 @@ def held_out_accuracy(
     from glfer_edge.postprocess import outputs_to_rows
 
     reader = SynthReader(config, n_scenes, seed + HELD_OUT_SEED_OFFSET, batch_size=fixed_batch(fp32) or DEFAULT_BATCH)
+    emulated = exact if exact is not None else (calibration_of(graph_metadata(int8)) or {}).get("target") != "cpu"
+    options = ort.SessionOptions()
+    if emulated:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     sessions = {
-        name: ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
+        name: ort.InferenceSession(graph.SerializeToString(), options, providers=["CPUExecutionProvider"])
         for name, graph in (("fp32", fp32), ("int8", int8))
     }
     chunks = {name: [] for name in sessions}
@@ -73,7 +88,10 @@ def held_out_accuracy(
                 metrics.update(rows, outputs_to_rows(sed[i], doa[i], config))
         seld[name] = metrics.compute().seld if metrics.num_files else float("nan")
     delta = seld["int8"] - seld["fp32"]
+    arithmetic = ("Q/DQ computed in float (optimizations off): the exact integer arithmetic of TensorRT's kernels"
+                  if emulated else "onnxruntime's INT8 CPU kernels on this CPU")
     return {
+        "runtime": f"onnxruntime {ort.__version__} CPUExecutionProvider, {arithmetic}", "cpu": cpu_label(),
         "scenes": n_scenes, "seed": reader.seed, "parity": stats.to_dict(),
         "seld_fp32": seld["fp32"], "seld_int8": seld["int8"], "seld_delta": delta,
         "violations": violations(stats, TOLERANCES["int8"], None if np.isnan(delta) else delta),
@@ -101,6 +119,7 @@ def _markdown(report: dict[str, Any]) -> str:
         p = acc["parity"]
         lines += [
             f"## INT8 vs FP32 on {acc['scenes']} held-out generated scenes (seed {acc['seed']})", "",
+            f"Measured with {acc['runtime']}, on {acc['cpu']}.", "",
             "| metric | value | INT8 tolerance |", "|---|---|---|",
             f"| SED decision agreement | {p['sed_agreement']:.4f} | >= {TOLERANCES['int8'].sed_agreement_min} |",
             f"| mean DOA angle on active frames (deg) | {p['doa_angle_mean_deg']:.3f} | "

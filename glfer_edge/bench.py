@@ -33,6 +33,7 @@ import numpy as np
 
 from glfer_edge.config import SELDConfig
 from glfer_edge.errors import InputError
+from glfer_edge.machine import _run_text, describe_machine
 
 __all__ = [
     "BACKENDS", "BenchOptions", "Case", "ModelSource", "run_case", "run_matrix", "describe_machine",
@@ -130,64 +131,6 @@ def _peak_rss_mb() -> float:
 
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
     return peak
-
-
-# -- the machine ---------------------------------------------------------------------------------
-
-
-def _cpu_info() -> dict[str, Any]:
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and model in ("", platform.machine(), platform.processor()):
-                model = value.strip()
-            elif key.strip() in ("flags", "Features") and not flags:
-                flags = set(value.split())
-    except OSError:
-        pass
-    wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "asimd", "asimddp")
-    return {"model": model, "logical_cores": os.cpu_count(), "flags": [f for f in wanted if f in flags]}
-
-
-def _run_text(cmd: list[str]) -> str | None:
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
-
-
-def _versions() -> dict[str, str | None]:
-    from importlib import metadata
-
-    from glfer_edge._version import __version__
-
-    out: dict[str, str | None] = {"python": platform.python_version(), "glfer_edge": __version__}
-    for dist in ("numpy", "torch", "onnx", "onnxruntime", "tensorrt", "tensorrt_rtx", "cuda-bindings"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = None
-    return out
-
-
-def describe_machine() -> dict[str, Any]:
-    """Provenance of a run: CPU (model, cores, SIMD flags), load, memory, GPU, Jetson release, versions."""
-    info: dict[str, Any] = {"platform": platform.platform(), "cpu": _cpu_info(), "versions": _versions()}
-    try:
-        info["load_average"] = list(os.getloadavg())
-        mem = Path("/proc/meminfo").read_text().splitlines()[0].split()
-        info["memory_gib"] = round(int(mem[1]) / 2**20, 1)
-    except (OSError, IndexError, ValueError):
-        pass
-    query = "--query-gpu=name,driver_version,memory.total,clocks.max.sm"
-    gpu = _run_text(["nvidia-smi", query, "--format=csv,noheader"])
-    info["gpu"] = gpu.splitlines() if gpu else None
-    tegra = Path("/etc/nv_tegra_release")
-    if tegra.is_file():  # Jetson: L4T release and power mode are part of every result
-        info["jetson"] = {"l4t": tegra.read_text().splitlines()[0].strip(), "nvpmodel": _run_text(["nvpmodel", "-q"])}
-    return info
 
 
 # -- runners: one per backend family, used inside the case subprocess ---------------------------
@@ -612,7 +555,7 @@ def _exporter_hash() -> str:
 def _with_engines(source: ModelSource, backends: Sequence[str], batches: Sequence[int], cache_dir: Path,
                   progress: Callable[[str], None] | None) -> ModelSource:
     """TensorRT engines (batch profile 1..max) for the trt-* backends, built from the ONNX artifacts."""
-    from glfer_edge.runtime.trt_build import build_engine
+    from glfer_edge.export.trt_build import build_engine
 
     artifacts, unavailable = dict(source.artifacts), dict(source.unavailable)
     for backend in backends:

@@ -8,6 +8,7 @@ because onnxruntime's optimizer crashes on our FP16 graphs (deployment notes, TL
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import numpy as np
 
 from glfer_edge import metadata as md
 from glfer_edge.errors import ArtifactError, InputError
-from glfer_edge.runtime.artifact import config_from_metadata
+from glfer_edge.runtime.artifact import config_from_metadata, saturation_warning
 from glfer_edge.runtime.base import FOA_CHANNELS, Backend
 
 __all__ = ["OrtBackend", "resolve_providers"]
@@ -58,7 +59,10 @@ class OrtBackend(Backend):
         chosen = resolve_providers(device, providers, ort.get_available_providers())
         # First load with optimizations off: reading the metadata must not run the optimizer on FP16.
         session = self._session(ort, path, chosen, threads, optimize=False)
-        self.config, self.precision = config_from_metadata(dict(session.get_modelmeta().custom_metadata_map), path)
+        meta = dict(session.get_modelmeta().custom_metadata_map)
+        self.config, self.precision = config_from_metadata(meta, path)
+        if (warning := saturation_warning(meta, path.name)) is not None:
+            warnings.warn(warning, stacklevel=3)
         if self.precision != "fp16":
             session = self._session(ort, path, chosen, threads, optimize=True)
         self._check_providers(session, chosen)
