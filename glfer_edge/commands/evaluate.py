@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
+import math
 import tempfile
 from pathlib import Path
 
+from glfer_edge._fileio import add_force_argument, add_json_argument, check_output, write_json
 from glfer_edge.channel_swap import tta_transforms
 from glfer_edge.data.dcase import EDITIONS
 from glfer_edge.errors import InputError
@@ -34,17 +35,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --model: average over K FOA channel swaps (1, 2, 4, 8, 16; default 1 = off), "
                              "decided at the model's K-view threshold and DOA smoothing where tuned")
     parser.add_argument("--edition", choices=EDITIONS, default="2023",
-                        help="DCASE edition whose metric code and CSV format to follow (default 2023)")
+                        help="DCASE edition whose metric code and CSV format to follow (default 2023): 2021 micro, "
+                             "12 classes, 1-s segments; 2022/2023 macro, 13 classes, 1-s segments; 2024 macro, 13 "
+                             "classes, frame-level with distance (references in cm, predictions in m)")
     parser.add_argument("--average", choices=("macro", "micro"), default=None,
-                        help="class averaging of F20/LE/LR: 2022/2023 default macro; 2021 is micro only")
+                        help="class averaging: the edition's default (2021 micro, the only mode; 2022+ macro)")
     parser.add_argument("--num-classes", type=int, default=None,
-                        help="number of classes C (default 12 for 2021, 13 for 2022/2023); classes >= C are ignored")
+                        help="number of classes C (default 12 for 2021, 13 for 2022+); a file with a class >= C is "
+                             "refused (e.g. STARSS23 labels scored as --edition 2021 need --num-classes 13)")
     parser.add_argument("--nb-frames-2021", type=int, default=600,
                         help="2021 only: label frames scored per file (600 = official, 60-s clips)")
+    parser.add_argument("--ci", action="store_true",
+                        help="2022+: jackknife 95%% confidence intervals over files, as the official code offers")
     parser.add_argument("--strict", action="store_true",
                         help="NOT the official metric: score references without prediction as misses, "
-                             "score empty references, and score every frame of 2022/2023 files")
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+                             "score empty references, and score every frame of 2022+ files")
+    add_json_argument(parser)
+    add_force_argument(parser)
 
 
 def predict_folder(
@@ -76,7 +83,14 @@ def predict_folder(
 
 
 def run(args: argparse.Namespace) -> int:
+    check_output(args.json, args.force, "--json")
+    check_output(args.pred_out, args.force, "--pred-out", folder=True)
+    if args.ci and args.edition == "2021":
+        raise InputError("the official 2021 code has no confidence intervals; drop --ci or use --edition 2022 or later")
     if args.model is not None:
+        if args.edition == "2024":
+            raise InputError("--model predicts no source distance, which --edition 2024 scores; "
+                             "use --edition 2023, or score 2024 prediction CSVs with --ref/--pred")
         if args.data is None:
             raise InputError("--model needs --data DIR (a DCASE-layout dataset); or pass --ref and --pred")
         tta_transforms(args.tta)  # refuse bad options before the model loads
@@ -102,25 +116,51 @@ def _score(args: argparse.Namespace) -> int:
 
     result = evaluate_folders(
         args.ref, args.pred, edition=args.edition, average=args.average, num_classes=args.num_classes,
-        strict=args.strict, nb_frames_2021=args.nb_frames_2021,
+        strict=args.strict, nb_frames_2021=args.nb_frames_2021, ci=args.ci,
     )
-    if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
-        return 0
-    mode = "STRICT (not the official metric)" if result.strict else "official"
-    print(f"DCASE {result.edition} SELD metrics, {result.average} averaging, {result.num_classes} classes, "
-          f"{result.num_files} file(s), {mode}")
-    print(f"{'ER20':>8} {'F20':>8} {'LE_CD':>8} {'LR_CD':>8} {'SELD':>8}")
-    print(f"{result.er:8.3f} {100 * result.f:7.1f}% {result.le:7.1f}° {100 * result.lr:7.1f}% {result.seld:8.3f}")
-    if result.classwise is not None:
-        cw = result.classwise
-        print(f"\n{'class':>5} {'F20':>8} {'LE_CD':>8} {'LR_CD':>8} {'SELD':>8}")
-        for c in range(result.num_classes):
-            print(f"{c:>5} {100 * cw.f[c]:7.1f}% {cw.le[c]:7.1f}° {100 * cw.lr[c]:7.1f}% {cw.seld[c]:8.3f}")
-    if result.ignored_lines:
-        print(f"\nnote: {result.ignored_lines} CSV line(s) have a column count the {result.edition} format ignores "
-              "(files written for another edition?); they were not scored")
-    if result.unscored:
-        print(f"\nnote: {len(result.unscored)} reference file(s) without prediction were not scored "
-              f"(official behaviour; --strict counts them as misses), e.g. {result.unscored[0]}")
+    if args.json is not None:
+        write_json(args.json, result.to_dict())
+        if args.json == "-":
+            return 0
+    print(format_result(result))
     return 0
+
+
+def _cell(name: str, value: float | None) -> str:
+    """One table cell: percentages for F/LR, degrees for angles, metres for DE, '-' for no estimate."""
+    if value is None or math.isnan(value):
+        return f"{'-':>8}"
+    if name in ("F", "LR"):
+        return f"{100 * value:7.1f}%"
+    if name in ("LE", "AE"):
+        return f"{value:7.1f}°"
+    if name == "DE":
+        return f"{value:6.2f} m"
+    return f"{value:8.3f}"
+
+
+def format_result(result) -> str:
+    """The printed report: the edition's rules, the headline table, intervals, class-wise rows, notes."""
+    from glfer_edge.metrics import DCASE_NAMES
+
+    values = result.values()
+    order = ("F", "AE", "RDE", "SELD", "ER", "LR", "DE") if result.edition == "2024" else ("ER", "F", "LE", "LR", "SELD")
+    lines = [result.describe(), " ".join(f"{DCASE_NAMES[k]:>8}" for k in order),
+             " ".join(_cell(k, values[k]) for k in order)]
+    if result.ci is not None:
+        lines.append("95% jackknife intervals over files (official method):")
+        for k in order:
+            lo, hi = result.ci[k]
+            lines.append(f"  {DCASE_NAMES[k]:>8} [{_cell(k, lo).strip()}, {_cell(k, hi).strip()}]")
+    rows = result.classwise_values()
+    if rows is not None:
+        cols = [k for k in order if k != "ER"]
+        lines += ["", f"{'class':>5} " + " ".join(f"{DCASE_NAMES[k]:>8}" for k in cols)]
+        for c in range(result.num_classes):
+            lines.append(f"{c:>5} " + " ".join(_cell(k, rows[k][c]) for k in cols))
+        if result.edition == "2024":
+            lines.append("('-': no matched source of that class, so no error estimate; class means skip it)")
+    if result.unscored:
+        lines.append(f"\nnote: {len(result.unscored)} reference file(s) without prediction were not scored "
+                     f"(official behaviour; --strict counts them as misses), e.g. {result.unscored[0]}")
+    return "\n".join(lines)

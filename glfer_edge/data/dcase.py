@@ -3,19 +3,31 @@
 A DCASE metadata CSV has no header; each line is one active source in one 100-ms label frame
 (frame k covers [0.1 k, 0.1 (k + 1)) s). Columns by edition, as the official loaders read them:
 
-======== ============================ ============================ ==================================
-columns  2021                         2022                         2023
-======== ============================ ============================ ==================================
-5        frame,class,track,azi,ele    frame,class,track,azi,ele    frame,class,track,azi,ele
-6        frame,class,track,x,y,z      frame,class,track,x,y,z      frame,class,track,azi,ele,dist
-7        (line ignored)               (line ignored)               frame,class,track,x,y,z,dist
-======== ============================ ============================ ==================================
+======== ====================== ====================== ====================== =============================
+columns  2021                   2022                   2023                   2024
+======== ====================== ====================== ====================== =============================
+4        (line ignored)         (line ignored)         (line ignored)         frame,class,azi,ele (refused)
+5        frame,class,track,     frame,class,track,     frame,class,track,     frame,class,track,azi,ele
+         azi,ele                azi,ele                azi,ele                (refused: no distance)
+6        frame,class,track,     frame,class,track,     frame,class,track,     frame,class,track,azi,ele,dist
+         x,y,z                  x,y,z                  azi,ele,dist
+7        (line ignored)         (line ignored)         frame,class,track,     frame,class,track,x,y,z,dist
+                                                       x,y,z,dist
+======== ====================== ====================== ====================== =============================
 
-Lines with any other column count are ignored, as the official loaders do (their frame still
-counts for the scored length, see :attr:`MetadataFile.last_frame`). Angles are degrees; x is to
-the front, y to the left, z up; azimuth counter-clockwise from +x, elevation up from the
-horizontal plane. Cartesian rows are converted to polar on reading with the official formulas,
-so a prediction file scores the same here as with the official code.
+Lines with any other column count are ignored by the official loaders (their frame still counts
+for the scored length, see :attr:`MetadataFile.last_frame`); ``glfer-edge evaluate`` refuses them.
+Angles are degrees; x is to the front, y to the left, z up; azimuth counter-clockwise from +x,
+elevation up from the horizontal plane. Cartesian rows are converted to polar on reading with the
+official formulas, so a prediction file scores the same here as with the official code.
+
+DCASE 2024 distances: the official scorer divides REFERENCE distances by 100 (metadata in integer
+centimetres, ``cm2m=True``) and reads PREDICTION distances as metres. :class:`LabelRow` holds
+metres; ``prediction=`` tells the reader and writer which unit the file uses, and a distance in
+the wrong unit (a fractional reference "centimetre", a prediction beyond
+:data:`MAX_PREDICTED_DISTANCE_M`) is refused. The official loader converts a 2024 file from
+Cartesian only when its *last* line has 7 columns, so a file that mixes 6- and 7-column rows is
+refused here.
 """
 
 from __future__ import annotations
@@ -31,14 +43,17 @@ import numpy as np
 from glfer_edge._fileio import atomic_path
 from glfer_edge.errors import InputError
 
-EDITIONS: tuple[str, ...] = ("2021", "2022", "2023")
+EDITIONS: tuple[str, ...] = ("2021", "2022", "2023", "2024")
+# 2024 predictions are in metres: no DCASE room is this deep, so a larger value is read as centimetres
+MAX_PREDICTED_DISTANCE_M = 50.0
 
 _POLAR_FIX = "expected rows 'frame,class,track,azimuth,elevation' (integers for the first three, no header)"
 
 
 @dataclass(frozen=True)
 class LabelRow:
-    """One active source in one label frame; DOA in polar degrees, distance in metres (2023)."""
+    """One active source in one label frame; DOA in polar degrees. ``distance``: metres for 2024,
+    the file's own column for 2023 (STARSS23 metadata: centimetres), else None."""
 
     frame: int
     class_idx: int
@@ -60,10 +75,12 @@ class MetadataFile:
     rows: tuple[LabelRow, ...]
     last_frame: int | None
     ignored_lines: int = 0  # lines with a column count this edition does not read
+    row_lines: tuple[int, ...] = ()  # 1-based line number of each row, for errors naming the row
+    first_ignored: tuple[int, int] | None = None  # (line, column count) of the first ignored line
 
 
 def check_edition(edition: str | int) -> str:
-    """Normalise a DCASE edition ('2021', '2022' or '2023')."""
+    """Normalise a DCASE edition ('2021' to '2024')."""
     edition = str(edition)
     if edition not in EDITIONS:
         raise InputError(f"unknown DCASE edition {edition!r}; choose one of {', '.join(EDITIONS)}")
@@ -93,11 +110,13 @@ def cartesian_to_polar(xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 # -- reading ------------------------------------------------------------------------------------
 
 
-def load_metadata(path: str | Path, edition: str | int = "2023") -> MetadataFile:
+def load_metadata(path: str | Path, edition: str | int = "2023", *, prediction: bool = False) -> MetadataFile:
     """Parse a DCASE metadata CSV of the given edition (see the module docstring).
 
     Raises InputError naming the file and line for a header, a non-integer frame/class/track or a
-    non-finite coordinate. Blank lines are skipped.
+    non-finite coordinate; for 2024 also for a row without distance, a negative distance, a
+    distance in the wrong unit (``prediction``: metres, else centimetres) or mixed 6/7-column rows.
+    Blank lines are skipped.
     """
     edition = check_edition(edition)
     path = Path(path)
@@ -106,25 +125,43 @@ def load_metadata(path: str | Path, edition: str | int = "2023") -> MetadataFile
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read DCASE metadata {path}: {exc}") from None
     rows: list[LabelRow] = []
+    row_lines: list[int] = []
     last_frame: int | None = None
     ignored = 0
+    first_ignored: tuple[int, int] | None = None
+    width_2024: tuple[int, int] | None = None  # (columns, line) of the first 2024 row
     for lineno, line in enumerate(text.splitlines(), start=1):
         words = line.strip().split(",")
         if words == [""]:
             continue
         frame = _parse(int, words[0], path, lineno, "frame")
         last_frame = frame if last_frame is None else max(last_frame, frame)
-        row = _parse_row(frame, words, edition, path, lineno)
+        if edition == "2024":
+            row = _parse_row_2024(frame, words, path, lineno, prediction)
+            if row is not None:
+                if width_2024 is None:
+                    width_2024 = (len(words), lineno)
+                elif width_2024[0] != len(words):
+                    raise InputError(
+                        f"{path} line {lineno}: {len(words)} columns after {width_2024[0]}-column rows (line "
+                        f"{width_2024[1]}); the official 2024 loader reads a whole file as polar or Cartesian, "
+                        "write one format per file"
+                    )
+        else:
+            row = _parse_row(frame, words, edition, path, lineno)
         if row is None:
             ignored += 1
+            first_ignored = first_ignored or (lineno, len(words))
         else:
             rows.append(row)
-    return MetadataFile(rows=tuple(rows), last_frame=last_frame, ignored_lines=ignored)
+            row_lines.append(lineno)
+    return MetadataFile(rows=tuple(rows), last_frame=last_frame, ignored_lines=ignored, row_lines=tuple(row_lines),
+                        first_ignored=first_ignored)
 
 
-def read_metadata_csv(path: str | Path, edition: str | int = "2023") -> list[LabelRow]:
-    """The label rows of a DCASE metadata CSV, in file order (polar degrees)."""
-    return list(load_metadata(path, edition).rows)
+def read_metadata_csv(path: str | Path, edition: str | int = "2023", *, prediction: bool = False) -> list[LabelRow]:
+    """The label rows of a DCASE metadata CSV, in file order (polar degrees; 2024 distances in metres)."""
+    return list(load_metadata(path, edition, prediction=prediction).rows)
 
 
 def _parse_row(frame: int, words: list[str], edition: str, path: Path, lineno: int) -> LabelRow | None:
@@ -140,6 +177,46 @@ def _parse_row(frame: int, words: list[str], edition: str, path: Path, lineno: i
     else:
         azimuth, elevation = values[0], values[1]
     distance = values[-1] if edition == "2023" and n in (6, 7) else None
+    return LabelRow(frame, class_idx, track, azimuth, elevation, distance)
+
+
+_FORMAT_2024 = "frame,class,source,azimuth,elevation,distance or frame,class,source,x,y,z,distance"
+
+
+def _parse_row_2024(frame: int, words: list[str], path: Path, lineno: int, prediction: bool) -> LabelRow | None:
+    n = len(words)
+    if n not in (4, 5, 6, 7):
+        return None  # ignored by the official loader
+    if n in (4, 5):  # the official scorer asserts on these when a class meets a reference
+        raise InputError(
+            f"{path} line {lineno}: {n} columns, no distance; DCASE 2024 rows are {_FORMAT_2024} "
+            "(score files without distance with --edition 2023)"
+        )
+    class_idx = _parse(int, words[1], path, lineno, "class")
+    track = _parse(int, words[2], path, lineno, "track")
+    values = [_parse(float, w, path, lineno, "coordinate") for w in words[3:]]
+    if n == 7:
+        azimuth, elevation = (float(v) for v in cartesian_to_polar(np.array(values[:3])))
+    else:
+        azimuth, elevation = values[0], values[1]
+    raw = values[-1]
+    if raw < 0:
+        raise InputError(f"{path} line {lineno}: negative distance {words[-1].strip()}; distances are >= 0")
+    if prediction:
+        if raw > MAX_PREDICTED_DISTANCE_M:
+            raise InputError(
+                f"{path} line {lineno}: predicted distance {words[-1].strip()} m is beyond "
+                f"{MAX_PREDICTED_DISTANCE_M:g} m; DCASE 2024 predictions give metres (references centimetres): "
+                "divide centimetres by 100"
+            )
+        distance = raw
+    else:
+        if not raw.is_integer():
+            raise InputError(
+                f"{path} line {lineno}: reference distance {words[-1].strip()} is not whole centimetres; DCASE 2024 "
+                "references store integer cm (the official scorer divides by 100): multiply metres by 100"
+            )
+        distance = raw / 100  # as the official cm2m conversion
     return LabelRow(frame, class_idx, track, azimuth, elevation, distance)
 
 
@@ -160,27 +237,31 @@ def _parse(kind: type, word: str, path: Path, lineno: int, what: str):
 
 
 def write_metadata_csv(
-    path: str | Path, rows: Iterable[LabelRow], *, cartesian: bool = False, edition: str | int = "2023"
+    path: str | Path, rows: Iterable[LabelRow], *, cartesian: bool = False, edition: str | int = "2023",
+    prediction: bool = False,
 ) -> None:
     """Write rows as a DCASE metadata CSV (no header), atomically.
 
     Polar: ``frame,class,track,azi,ele`` (2023 adds ``,dist`` for rows with a distance).
     Cartesian (what the baselines write for predictions): ``frame,class,track,x,y,z``; 2023 adds a
-    distance column (the row's distance, else 0). Rows are sorted by frame, keeping the order of
-    rows within a frame: the scorer matches same-class rows by their position within the frame.
+    distance column (the row's distance, else 0). 2024 always writes the distance: a reference
+    (``prediction=False``) in integer centimetres as the official metadata, a prediction in metres;
+    every 2024 row needs one. Rows are sorted by frame, keeping the order of rows within a frame:
+    the scorer matches same-class rows by their position within the frame.
     """
     edition = check_edition(edition)
     lines = []
     for row in sorted(rows, key=lambda r: r.frame):
         ints = f"{int(row.frame)},{int(row.class_idx)},{int(row.track)}"
-        if cartesian:
-            coords = [float(v) for v in polar_to_cartesian(row.azimuth, row.elevation)]
-            if edition == "2023":
-                coords.append(0.0 if row.distance is None else row.distance)
-        else:
-            coords = [row.azimuth, row.elevation]
-            if edition == "2023" and row.distance is not None:
-                coords.append(row.distance)
+        coords = [float(v) for v in polar_to_cartesian(row.azimuth, row.elevation)] if cartesian else [
+            row.azimuth, row.elevation]
+        if edition == "2024":
+            if row.distance is None:
+                raise InputError(f"refusing to write a 2024 row without distance to {path} (frame {row.frame}); "
+                                 "give every row a distance in metres, or write --edition 2023")
+            coords.append(row.distance if prediction else round(row.distance * 100))
+        elif edition == "2023" and (cartesian or row.distance is not None):
+            coords.append(0.0 if row.distance is None else row.distance)
         lines.append(",".join([ints] + [_format_number(v, path) for v in coords]) + "\n")
     with atomic_path(path) as tmp:
         tmp.write_text("".join(lines), encoding="utf-8")

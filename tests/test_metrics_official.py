@@ -1,0 +1,107 @@
+"""glfer_edge.metrics against outputs of the OFFICIAL DCASE code, recorded as data.
+
+tests/data/dcase_official/<edition>.json holds random reference/prediction CSVs and what the
+official evaluation code of that edition returned on them (tests/tools/record_official_metrics.py
+ran it; tests/README.md says how to rerun). Here the same CSVs go through our readers and
+``evaluate_folders``; every reported value must equal the official one within 1e-6, and where the
+official code crashed we must refuse with an InputError instead.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from glfer_edge.errors import InputError
+from glfer_edge.metrics import evaluate_folders, result_names
+
+DATA = Path(__file__).parent / "data" / "dcase_official"
+EDITIONS = ("2021", "2022", "2023", "2024")
+TOL = 1e-6
+MIN_CASES = 50
+
+
+def _load(edition: str) -> dict:
+    return json.loads((DATA / f"{edition}.json").read_text())
+
+
+def _write(tmp_path: Path, case: dict) -> tuple[Path, Path]:
+    ref_dir, pred_dir = tmp_path / "ref" / "dev-test", tmp_path / "pred"
+    ref_dir.mkdir(parents=True)
+    pred_dir.mkdir()
+    for name, text in case["refs"].items():
+        (ref_dir / name).write_text(text)
+    for name, text in case["preds"].items():
+        (pred_dir / name).write_text(text)
+    return ref_dir.parent, pred_dir
+
+
+def _diff(ours: float | None, official: float | None) -> float:
+    """Absolute difference; None (official NaN: no estimate) must meet NaN."""
+    if official is None or ours is None:
+        both_missing = (official is None) and (ours is None or math.isnan(ours))
+        return 0.0 if both_missing else math.inf
+    return abs(ours - official)
+
+
+def compare(result, official: dict) -> dict[str, float]:
+    """Largest |ours - official| per reported value (headline, class-wise rows, CI bounds)."""
+    out = {}
+    for name, value in result.values().items():
+        out[name] = _diff(value, official[name])
+    rows = result.classwise_values()
+    assert (rows is None) == ("classwise" not in official)
+    for name, row in (rows or {}).items():
+        out[f"classwise/{name}"] = max(_diff(a, b) for a, b in zip(row, official["classwise"][name]))
+    if "ci" in official:
+        for name in result_names(result.edition):
+            out[f"ci/{name}"] = max(_diff(a, b) for a, b in zip(result.ci[name], official["ci"][name]))
+            if rows is not None:
+                out[f"ci/classwise/{name}"] = max(
+                    _diff(a, b) for lo_hi, off in zip(result.ci[f"classwise/{name}"], official["ci"]["classwise"][name])
+                    for a, b in zip(lo_hi, off))
+    return out
+
+
+def _cases(edition: str) -> list[tuple[str, dict, str]]:
+    data = _load(edition)
+    return [(edition, case, average) for case in data["cases"] for average in case["official"]]
+
+
+@pytest.mark.parametrize("edition", EDITIONS)
+def test_recorded_official_outputs(edition, tmp_path):
+    data = _load(edition)
+    compared, largest, refused, where = 0, 0.0, 0, ""
+    for i, case in enumerate(data["cases"]):
+        ref_dir, pred_dir = _write(tmp_path / str(i), case)
+        for average, official in case["official"].items():
+            kwargs = dict(edition=edition, average=average, num_classes=data["num_classes"], ci="ci" in official)
+            if "error" in official or not case["preds"]:
+                # the official code crashed (empty reference) or scored an empty folder: we refuse
+                with pytest.raises(InputError):
+                    evaluate_folders(ref_dir, pred_dir, **kwargs)
+                refused += 1
+                continue
+            result = evaluate_folders(ref_dir, pred_dir, **kwargs)
+            diffs = compare(result, official)
+            worst = max(diffs, key=diffs.get)
+            assert diffs[worst] <= TOL, f"{case['id']} {average}: {worst} differs by {diffs[worst]}"
+            if diffs[worst] >= largest:
+                largest, where = diffs[worst], f"{worst} of {case['id']} {average}"
+        compared += "error" not in next(iter(case["official"].values())) and bool(case["preds"])
+    assert compared >= MIN_CASES, f"only {compared} comparable cases recorded for {edition}"
+    print(f"\n{edition}: {compared} cases equal to the official code, largest difference {largest:.3g} ({where}), "
+          f"{refused} refused where the official code crashed or had no prediction")
+
+
+@pytest.mark.parametrize("edition", EDITIONS)
+def test_recorded_cases_cover_the_edge_cases(edition):
+    data = _load(edition)
+    tags = {t for case in data["cases"] for t in case["tags"]}
+    assert {"empty_ref", "empty_pred", "overlap_same_class", "cross_border", "absent_class", "track_reuse",
+            "beyond_ref"} <= tags
+    if edition != "2021":
+        assert sum("ci" in r for c in data["cases"] for r in c["official"].values()) >= 5  # jackknife cases
