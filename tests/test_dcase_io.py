@@ -97,6 +97,40 @@ def test_column_count_meaning_depends_on_edition(tmp_path):
     assert (cart.ignored_lines, polar.ignored_lines) == (2, 1)
 
 
+def test_2024_reference_in_cm_prediction_in_m(tmp_path):
+    rows = [LabelRow(3, 1, 0, 30.0, -5.0, distance=1.52), LabelRow(3, 1, 1, -120.0, 10.0, distance=0.3)]
+    ref = tmp_path / "ref.csv"
+    write_metadata_csv(ref, rows, edition="2024")  # as STARSS23 metadata: integer centimetres
+    assert ref.read_text() == "3,1,0,30,-5,152\n3,1,1,-120,10,30\n"
+    assert read_metadata_csv(ref, "2024") == rows  # the official cm2m: /100
+    polar = tmp_path / "polar.csv"
+    write_metadata_csv(polar, rows, edition="2024", prediction=True)
+    assert polar.read_text() == "3,1,0,30,-5,1.52\n3,1,1,-120,10,0.3\n"
+    assert read_metadata_csv(polar, "2024", prediction=True) == rows
+    cart = tmp_path / "cart.csv"  # frame,class,source,x,y,z,distance (m)
+    write_metadata_csv(cart, rows, edition="2024", prediction=True, cartesian=True)
+    assert all(len(line.split(",")) == 7 for line in cart.read_text().splitlines())
+    back = read_metadata_csv(cart, "2024", prediction=True)
+    assert all(_close(a, b) and a.distance == b.distance for a, b in zip(back, rows))
+    with pytest.raises(InputError, match="without distance"):
+        write_metadata_csv(tmp_path / "x.csv", [LabelRow(0, 0, 0, 0.0, 0.0)], edition="2024")
+
+
+def test_2024_column_counts(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_text("1,2,0,10,5,150\n2,2,0,10,5,150,9,9\n9,1,0\n")  # 6 cols; 8 and 3 ignored as official
+    meta = load_metadata(path, "2024")
+    assert [(r.frame, r.distance) for r in meta.rows] == [(1, 1.5)] and meta.last_frame == 9
+    assert (meta.ignored_lines, meta.first_ignored, meta.row_lines) == (2, (2, 8), (1,))
+    for text, match in [("1,2,10,5\n", "4 columns, no distance"), ("1,2,0,10,5\n", "5 columns, no distance"),
+                        ("1,2,0,10,5,150.5\n", "not whole centimetres")]:
+        path.write_text(text)
+        with pytest.raises(InputError, match=match):
+            load_metadata(path, "2024")
+    path.write_text("1,2,0,10,5,1.5\n")
+    assert load_metadata(path, "2024", prediction=True).rows[0].distance == 1.5
+
+
 @pytest.mark.parametrize(
     "text,line,what",
     [
