@@ -25,7 +25,7 @@ BACKENDS = ("torch", "onnxruntime", "tensorrt")
 def _gpu_engine(directory: Path) -> Path:
     """An engine of the session ONNX, built here when TensorRT, cuda-python and a GPU are present."""
     from glfer_edge.runtime.cuda import open_cuda
-    from glfer_edge.runtime.trt_build import build_engine
+    from glfer_edge.export.trt_build import build_engine
     from glfer_edge.runtime.trt_compat import load_tensorrt
 
     try:
@@ -144,7 +144,7 @@ def test_close_frees_and_context_manager(artifacts):
         (lambda a: a[:, :-1], InputError, "segments of exactly"),
         (lambda a: a[:3], InputError, "4-channel FOA"),
         (lambda a: a.T.copy(), InputError, "time first"),
-        (lambda a: a.astype(np.float64), InputError, "astype"),
+        (lambda a: (a * 32767).astype(np.int16), InputError, "integer PCM"),
         (lambda a: np.where(np.arange(a.shape[1]) == 7, np.nan, a).astype(np.float32), InputError, "NaN"),
         (lambda a: a[None, None], InputError, "expected"),
         (lambda a: a.tolist(), InputError, "numpy array"),
@@ -154,6 +154,23 @@ def test_infer_rejects_bad_audio_with_the_fix(artifacts, make, error, fix):
     with SELDRuntime.open(artifacts.onnx) as rt:
         with pytest.raises(error, match=fix):
             rt.infer(make(foa_noise(artifacts.config)))
+
+
+def test_every_entry_point_takes_float64_as_float32(artifacts):
+    """One dtype rule: infer, infer_long and StreamingSELD.push convert any float width, refuse integers."""
+    from glfer_edge import StreamingSELD, infer_long
+
+    audio = foa_noise(artifacts.config)
+    with SELDRuntime.open(artifacts.onnx) as rt:
+        ref = rt.infer(audio)
+        np.testing.assert_array_equal(rt.infer(audio.astype(np.float64)).sed, ref.sed)
+        np.testing.assert_array_equal(infer_long(rt, audio.astype(np.float64)).sed, infer_long(rt, audio).sed)
+        stream = StreamingSELD(rt)
+        stream.push(audio.astype(np.float64))
+        for call in (lambda: rt.infer(audio.astype(np.int32)), lambda: infer_long(rt, audio.astype(np.int16)),
+                     lambda: StreamingSELD(rt).push(audio.astype(np.int16))):
+            with pytest.raises(InputError, match="integer PCM"):
+                call()
 
 
 def test_open_rejects_foreign_or_broken_artifacts(artifacts, tmp_path):
@@ -221,7 +238,7 @@ def test_onnx_backend_runs_without_torch(artifacts):
         "import sys; sys.modules['torch'] = None\n"
         "import numpy as np\n"
         "from glfer_edge.runtime import SELDRuntime, StreamingSELD\n"
-        "import glfer_edge.runtime.trt, glfer_edge.runtime.trt_build, glfer_edge.postprocess, glfer_edge.audio\n"
+        "import glfer_edge.runtime.trt, glfer_edge.export.trt_build, glfer_edge.postprocess, glfer_edge.audio\n"
         f"rt = SELDRuntime.open({str(artifacts.onnx)!r})\n"
         "out = rt.infer(np.zeros((4, rt.config.segment_samples), np.float32))\n"
         "print(out.sed.shape)\n"

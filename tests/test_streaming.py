@@ -70,8 +70,8 @@ def test_stream_rejects_bad_hops_and_chunks(rt):
     with pytest.raises(InputError, match="between"):
         StreamingSELD(rt, hop_seconds=2.0)
     stream = StreamingSELD(rt)
-    with pytest.raises(InputError, match="float32"):
-        stream.push(np.zeros((4, 10)))
+    with pytest.raises(InputError, match="integer PCM"):
+        stream.push(np.zeros((4, 10), np.int16))
     with pytest.raises(InputError, match=r"\(4, n\)"):
         stream.push(np.zeros((2, 10), np.float32))
     with pytest.raises(InputError, match="NaN"):

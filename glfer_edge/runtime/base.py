@@ -52,16 +52,27 @@ def output_frame_times(config: SELDConfig, n_frames: int | None = None, start: f
     return start + np.arange(n, dtype=np.float64) * config.output_hop_seconds
 
 
+def as_float32(audio: object, what: str = "audio") -> np.ndarray:
+    """The one dtype rule of every entry point (``infer``, ``infer_long``, ``StreamingSELD.push``, Triton):
+    float arrays of any width are converted to float32 (soundfile reads float64); integer PCM, whose
+    scale is ambiguous, is refused with the fix."""
+    if not isinstance(audio, np.ndarray):
+        raise InputError(f"{what} must be a numpy array, got {type(audio).__name__}; pass np.asarray(x, np.float32)")
+    if not np.issubdtype(audio.dtype, np.floating):
+        raise InputError(
+            f"{what} dtype is {audio.dtype}; pass float samples in [-1, 1] (soundfile.read(path, dtype='float32'), "
+            "or divide integer PCM by its full scale)"
+        )
+    return audio if audio.dtype == np.float32 else audio.astype(np.float32)
+
+
 def validate_audio(audio: object, config: SELDConfig, batch_range: tuple[int, int | None]) -> np.ndarray:
     """Check one segment batch and return it as a C-contiguous float32 (B, 4, N) array.
 
     Raises InputError naming the problem and the fix for a wrong type, dtype, rank, channel count,
     length, batch size or non-finite samples. A (4, N) array is treated as a batch of one.
     """
-    if not isinstance(audio, np.ndarray):
-        raise InputError(f"audio must be a numpy array, got {type(audio).__name__}; pass np.asarray(x, np.float32)")
-    if audio.dtype != np.float32:
-        raise InputError(f"audio dtype is {audio.dtype}; the model takes float32: pass audio.astype(np.float32)")
+    audio = as_float32(audio)
     if audio.ndim == 2:
         audio = audio[None]
     if audio.ndim != 3:

@@ -16,7 +16,7 @@ import numpy as np
 from glfer_edge.channel_swap import ChannelSwap, tta_transforms
 from glfer_edge.config import SELDConfig
 from glfer_edge.errors import InputError
-from glfer_edge.runtime.base import FOA_CHANNELS, SELDOutput, output_frame_times
+from glfer_edge.runtime.base import FOA_CHANNELS, SELDOutput, as_float32, output_frame_times
 from glfer_edge.runtime.seld import SELDRuntime
 
 __all__ = [
@@ -106,8 +106,9 @@ def infer_long(
     from tqdm import tqdm
 
     config = runtime.config
-    if not isinstance(audio, np.ndarray) or audio.ndim != 2 or audio.shape[0] != FOA_CHANNELS:
-        raise InputError(f"expected a (4, N) recording, got {getattr(audio, 'shape', type(audio).__name__)}")
+    audio = as_float32(audio, "recording")
+    if audio.ndim != 2 or audio.shape[0] != FOA_CHANNELS:
+        raise InputError(f"expected a (4, N) recording, got shape {audio.shape}; pass time last (audio.T if needed)")
     transforms = tta_transforms(tta)
     size, padded = batch_plan(runtime, batch_size)
     starts = segment_starts(audio.shape[-1], config)

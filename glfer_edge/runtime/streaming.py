@@ -24,7 +24,7 @@ import numpy as np
 
 from glfer_edge.channel_swap import tta_transforms
 from glfer_edge.errors import InputError
-from glfer_edge.runtime.base import FOA_CHANNELS, SELDOutput
+from glfer_edge.runtime.base import FOA_CHANNELS, SELDOutput, as_float32
 from glfer_edge.runtime.segments import batch_plan, infer_views
 from glfer_edge.runtime.seld import SELDRuntime
 
@@ -137,9 +137,7 @@ class StreamingSELD:
         return SELDOutput(sed, doa, times, self.config.class_names, self.config, len(self._transforms))
 
     def _validate(self, chunk: object) -> np.ndarray:
-        if not isinstance(chunk, np.ndarray) or chunk.dtype != np.float32:
-            got = getattr(chunk, "dtype", type(chunk).__name__)
-            raise InputError(f"stream chunks must be float32 numpy arrays, got {got}; pass chunk.astype(np.float32)")
+        chunk = as_float32(chunk, "stream chunk")
         if chunk.ndim != 2 or chunk.shape[0] != FOA_CHANNELS:
             raise InputError(f"stream chunk has shape {chunk.shape}; expected (4, n) FOA samples (W, Y, Z, X)")
         if not np.isfinite(chunk).all():
