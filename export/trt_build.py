@@ -2,8 +2,12 @@
 
 Precision is whatever the ONNX holds (FP32, FP16 casts, INT8 Q/DQ): the network is strongly typed
 and no precision builder flag is ever set, which is the only mode TensorRT 11 and TensorRT-RTX
-have and an opt-in on TensorRT 10. The engine file is the raw plan (trtexec, Triton and DeepStream
-read it as is); everything else goes to the sidecar ``MODEL.engine.json``.
+have and an opt-in on TensorRT 10. The one exception is TF32, which TensorRT enables by default
+and which strong typing does not turn off: FP32 engines clear it, or their convolutions and matmuls
+run with 10-bit mantissas on Ampere and newer (Orin, H100) while the sidecar says fp32.
+TensorRT-RTX engines are built with REQUIRE_USER_ALLOCATION, without which they cannot be captured
+in a CUDA graph. The engine file is the raw plan (trtexec, Triton and DeepStream read it as is);
+everything else goes to the sidecar ``MODEL.engine.json`` (its format: glfer_edge.runtime.trt_compat).
 
 TensorRT-RTX builds ahead of time on a machine without a GPU; the plan is specialized for the GPU
 when it is loaded. Standard TensorRT builds for the GPU it runs on.
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,14 +26,12 @@ from typing import Any
 from glfer_edge import metadata as md
 from glfer_edge._fileio import atomic_path
 from glfer_edge._version import __version__
-from glfer_edge.errors import ArtifactError, InputError
+from glfer_edge.errors import ArtifactError, InputError, MissingDependencyError
 from glfer_edge.runtime.artifact import config_from_metadata, read_onnx_metadata
 from glfer_edge.runtime.cuda import CudaError, DeviceInfo, open_cuda
-from glfer_edge.runtime.trt_compat import (
-    AHEAD_OF_TIME, SIDECAR_FORMAT, TensorRT, load_tensorrt, network_flags, sidecar_path, timing_cache_support,
-)
+from glfer_edge.runtime.trt_compat import AHEAD_OF_TIME, SIDECAR_FORMAT, TensorRT, load_tensorrt, sidecar_path
 
-__all__ = ["BuildResult", "build_engine", "parse_batch"]
+__all__ = ["BuildResult", "build_engine", "create_builder_config", "network_flags", "parse_batch", "timing_cache_support"]
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,7 @@ def build_engine(
     t0 = time.perf_counter()
     builder = trt.module.Builder(trt.logger())
     network = builder.create_network(network_flags(trt))
-    parser = trt.module.OnnxParser(network, trt.logger())
+    parser = trt.module.OnnxParser(network, trt.logger())  # the same logger: TensorRT keeps the first one
     if not parser.parse_from_file(str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i).desc()) for i in range(parser.num_errors))
         raise ArtifactError(f"{trt.flavour} {trt.version} cannot parse {onnx_path}: {errors}")
@@ -88,9 +91,7 @@ def build_engine(
     fixed = audio["shape"][0]
     if fixed != -1 and batch != (fixed,) * 3:
         raise InputError(f"{onnx_path} has a fixed batch of {fixed}; pass --batch {fixed} or export a dynamic batch")
-    builder_config = builder.create_builder_config()
-    if workspace_mb is not None:
-        builder_config.set_memory_pool_limit(trt.module.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
+    builder_config = create_builder_config(trt, builder, precision, workspace_mb)
     profile = builder.create_optimization_profile()
     shapes = [(b, 4, config.segment_samples) for b in batch]
     profile.set_shape(md.INPUT_NAME, *shapes)
@@ -123,6 +124,7 @@ def build_engine(
         "io": _network_io(network),
         "profile": {md.INPUT_NAME: {"min": list(shapes[0]), "opt": list(shapes[1]), "max": list(shapes[2])}},
         "strongly_typed": True,
+        "builder": _builder_record(trt, builder_config),
         "workspace_mb": workspace_mb,
         "timing_cache": cache_info,
         "build_seconds": round(seconds, 3),
@@ -143,14 +145,77 @@ def _build_device(trt: TensorRT) -> tuple[DeviceInfo | None, list[str]]:
         if trt.portable_engines:
             return None, []
         return None, ["cuda-python is not installed: the sidecar records no GPU, so loading cannot check it"]
-    if cuda.device_count() == 0:
+    status = cuda.driver_status()
+    if status.devices == 0:
         if trt.portable_engines:
-            return None, [f"no CUDA GPU: {trt.flavour} builds ahead of time; the engine is specialized at load"]
+            return None, [f"no usable CUDA GPU ({status.problem}); {trt.flavour} builds ahead of time and "
+                          "the engine is specialized at load"]
         raise CudaError(
-            f"{trt.flavour} needs a CUDA GPU to build and none is visible; build on the target device, "
+            f"{trt.flavour} builds on the GPU that will run the engine, and here {status.problem}; "
             "or build ahead of time with TensorRT-RTX (pip install 'glfer-edge[trt-rtx]')"
         )
     return cuda.device_info(0), []
+
+
+def network_flags(trt: TensorRT) -> int:
+    """Creation flags of a strongly typed network: precision comes from the ONNX, never from builder flags.
+
+    TensorRT 10 has STRONGLY_TYPED as an opt-in; 11 and RTX are strongly typed only (11 keeps the
+    enum as a no-op). A TensorRT with weak-typing precision flags but no STRONGLY_TYPED (8.x)
+    cannot honour the ONNX precision, so it is refused. EXPLICIT_BATCH is never passed.
+    """
+    flag_enum = trt.module.NetworkDefinitionCreationFlag
+    strongly_typed = getattr(flag_enum, "STRONGLY_TYPED", None)
+    if strongly_typed is not None:
+        return 1 << int(strongly_typed)
+    if hasattr(trt.module.BuilderFlag, "FP16"):
+        raise MissingDependencyError(
+            f"{trt.flavour} {trt.version} has no strongly typed networks, so it would ignore the precision "
+            "stored in the ONNX; install TensorRT >= 10.0"
+        )
+    return 0
+
+
+def create_builder_config(trt: TensorRT, builder: Any, precision: str, workspace_mb: int | None = None) -> Any:
+    """The builder config of every glfer-edge build: TF32 off for FP32, capturable RTX engines."""
+    config = builder.create_builder_config()
+    flags = trt.module.BuilderFlag
+    if precision == "fp32":
+        config.clear_flag(flags.TF32)  # on by default in 10.3, 11.x and RTX; strong typing keeps it
+    if trt.portable_engines and hasattr(flags, "REQUIRE_USER_ALLOCATION"):
+        # TensorRT-RTX: without it the runtime may allocate during enqueue, and stream capture fails
+        config.set_flag(flags.REQUIRE_USER_ALLOCATION)
+    if workspace_mb is not None:
+        config.set_memory_pool_limit(trt.module.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
+    return config
+
+
+def _builder_record(trt: TensorRT, config: Any) -> dict[str, Any]:
+    """The flags the engine was built with, read back from the config (the runtime reads the RTX one)."""
+    flags = trt.module.BuilderFlag
+    user_allocation = getattr(flags, "REQUIRE_USER_ALLOCATION", None)
+    return {
+        "tf32": bool(config.get_flag(flags.TF32)),
+        "require_user_allocation": None if user_allocation is None else bool(config.get_flag(user_allocation)),
+    }
+
+
+def timing_cache_support(trt: TensorRT, builder_config: Any) -> str | None:
+    """None when timing caches work here, else the reason they do not (RTX: operations are no-ops).
+
+    Detected by behaviour: TensorRT-RTX accepts the calls but emits a DeprecationWarning.
+    """
+    if not hasattr(builder_config, "create_timing_cache"):
+        return f"{trt.flavour} {trt.version} has no timing cache API"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cache = builder_config.create_timing_cache(b"")
+        cache.serialize()
+    for w in caught:
+        if issubclass(w.category, DeprecationWarning):
+            message = str(w.message).strip()
+            return f"{trt.flavour} {trt.version} reports timing-cache calls as deprecated no-ops: {message}"
+    return None
 
 
 def _gpu_record(trt: TensorRT, gpu: DeviceInfo | None, builder_config: Any) -> dict[str, Any]:
@@ -188,9 +253,16 @@ def _attach_timing_cache(
         notes.append(f"timing cache not used ({unsupported})")
         return {"path": str(path), "used": False, "reason": unsupported}, None
     blob = path.read_bytes() if path.is_file() else b""
-    cache = builder_config.create_timing_cache(blob)
-    if not builder_config.set_timing_cache(cache, False):
-        raise ArtifactError(f"timing cache {path} does not fit this TensorRT/GPU; delete it and build again")
+    cache = builder_config.create_timing_cache(blob)  # None for a blob this TensorRT cannot read
+    try:
+        attached = cache is not None and builder_config.set_timing_cache(cache, False)
+    except TypeError:  # some bindings reject the cache object itself
+        attached = False
+    if not attached:
+        raise ArtifactError(
+            f"timing cache {path} is corrupt or from another TensorRT/GPU ({trt.flavour} {trt.version} cannot "
+            "read it); delete it and build again"
+        )
     notes.append(f"timing cache {'loaded from' if blob else 'will be saved to'} {path}")
     return {"path": str(path), "used": True, "loaded_bytes": len(blob)}, cache
 

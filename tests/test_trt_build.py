@@ -1,7 +1,9 @@
 """Engine builder on the TensorRT flavour installed here (TensorRT-RTX builds ahead of time, no GPU).
 
-Checks a real strongly typed build of the tiny FP32 ONNX, its sidecar, the timing-cache path, the
-errors of bad arguments, and the refusal to open an engine from another TensorRT.
+Checks a real strongly typed build of the tiny FP32 ONNX, its sidecar, the builder flags (TF32 off for
+FP32, REQUIRE_USER_ALLOCATION on RTX) read back from a real builder config, the timing-cache path,
+the one logger per flavour, the errors of bad arguments, and the refusal to open an engine from
+another TensorRT.
 """
 
 from __future__ import annotations
@@ -9,13 +11,14 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import types
 
 import pytest
 
 from glfer_edge import metadata as md
 from glfer_edge.cli import main
 from glfer_edge.errors import ArtifactError, InputError
-from glfer_edge.runtime.trt_build import build_engine, parse_batch
+from glfer_edge.export.trt_build import build_engine, create_builder_config, parse_batch
 from seld_artifacts import session_artifacts, strip_metadata
 
 
@@ -32,7 +35,7 @@ def _no_gpu() -> bool:
     from glfer_edge.runtime.cuda import open_cuda
 
     try:
-        return open_cuda().device_count() == 0
+        return open_cuda().driver_status().devices == 0
     except ImportError:
         return True
 
@@ -130,7 +133,7 @@ def test_engine_from_another_tensorrt_is_refused_with_the_rebuild_command(built,
 
 
 def test_strongly_typed_flag_is_requested(built):
-    from glfer_edge.runtime.trt_compat import network_flags
+    from glfer_edge.export.trt_build import network_flags
 
     trt = built[3]
     flags = trt.module.NetworkDefinitionCreationFlag
@@ -145,7 +148,8 @@ def test_engine_for_another_gpu_is_refused(tmp_path):
     import types
 
     from glfer_edge.runtime.cuda import DeviceInfo
-    from glfer_edge.runtime.trt_compat import TensorRT, check_sidecar
+    from glfer_edge.runtime.trt import check_sidecar
+    from glfer_edge.runtime.trt_compat import TensorRT
 
     sidecar = {"tensorrt": {"flavour": "tensorrt", "version": "10.3.0.30"}, "onnx": {"path": "m.onnx"},
                "gpu": {"name": "Orin", "compute_capability": "8.7"}}
@@ -158,3 +162,92 @@ def test_engine_for_another_gpu_is_refused(tmp_path):
     rtx = TensorRT(types.ModuleType("tensorrt_rtx"), "tensorrt_rtx", "1.7.1.116")
     portable = {**sidecar, "tensorrt": {"flavour": "tensorrt_rtx", "version": "1.7.1.116"}}
     check_sidecar(portable, tmp_path / "m.engine", rtx, here)  # specialized at load time: no refusal
+
+
+def test_fp32_engines_clear_tf32(built):
+    """TF32 is on by default and strong typing keeps it: FP32 builds clear it, FP16/INT8 builds keep
+    TensorRT's default. Read back from a real builder config, and recorded in the sidecar."""
+    trt, side = built[3], built[1]
+    builder = trt.module.Builder(trt.logger())
+    tf32 = trt.module.BuilderFlag.TF32
+    assert builder.create_builder_config().get_flag(tf32)  # the default the FP32 build must undo
+    assert not create_builder_config(trt, builder, "fp32").get_flag(tf32)
+    assert create_builder_config(trt, builder, "fp16").get_flag(tf32)
+    assert create_builder_config(trt, builder, "int8").get_flag(tf32)
+    assert side["precision"] == "fp32" and side["builder"]["tf32"] is False
+
+
+def test_rtx_engines_are_built_for_graph_capture(built):
+    """TensorRT-RTX captures an enqueue in a CUDA graph only for engines built with REQUIRE_USER_ALLOCATION;
+    the runtime reads the sidecar record to report graph_status instead of failing silently."""
+    trt, side = built[3], built[1]
+    flag = getattr(trt.module.BuilderFlag, "REQUIRE_USER_ALLOCATION", None)
+    config = create_builder_config(trt, trt.module.Builder(trt.logger()), "fp32")
+    if trt.portable_engines:
+        assert flag is not None and config.get_flag(flag) and side["builder"]["require_user_allocation"] is True
+    else:  # standard TensorRT captures without it and is built as before
+        assert flag is None or not config.get_flag(flag)
+
+
+def test_one_logger_per_flavour(built, capfd):
+    """TensorRT keeps the first logger and warns when a builder or runtime gets another while one is
+    alive (two engines open in one process, a build next to an open engine): all share the flavour's one."""
+    from glfer_edge.runtime.trt_compat import load_tensorrt
+
+    trt = built[3]
+    assert trt.logger() is load_tensorrt(trt.flavour).logger()
+    first = trt.module.Runtime(trt.logger())
+    capfd.readouterr()
+    second = trt.module.Runtime(trt.logger())
+    builder = trt.module.Builder(trt.logger())
+    assert "differs" not in "".join(capfd.readouterr())  # TensorRT's default logger prints to stdout
+    stray = trt.module.Runtime(trt.module.Logger(trt.module.Logger.WARNING))  # what a logger per object did
+    assert "differs" in "".join(capfd.readouterr())  # the check above can fail
+    del first, second, builder, stray
+
+
+class _UnreadableCacheConfig:
+    """Stands in for a TensorRT 10 builder config (not installable here) where ``create_timing_cache``
+    returns None for a blob it cannot deserialize, and ``set_timing_cache(None, ...)`` raises
+    TypeError as pybind11 does. The code under test is glfer-edge's guard, not TensorRT."""
+
+    def create_timing_cache(self, blob: bytes):
+        if not blob:
+            return types.SimpleNamespace(serialize=lambda: b"")
+        return None
+
+    def set_timing_cache(self, cache, ignore_mismatch: bool) -> bool:
+        if cache is None:
+            raise TypeError("set_timing_cache(): incompatible function arguments")
+        return True
+
+
+def test_unreadable_timing_cache_is_one_line_error(tmp_path):
+    from glfer_edge.export.trt_build import _attach_timing_cache
+    from glfer_edge.runtime.trt_compat import TensorRT
+
+    cache = tmp_path / "timing.cache"
+    cache.write_bytes(b"not a timing cache" * 8)
+    trt = TensorRT(types.ModuleType("tensorrt"), "tensorrt", "10.3.0.30")
+    with pytest.raises(ArtifactError, match=r"^timing cache .*timing\.cache is corrupt or from another TensorRT/GPU.*"
+                                          r"delete it and build again$"):
+        _attach_timing_cache(trt, _UnreadableCacheConfig(), cache, [])
+
+
+def test_corrupt_timing_cache_with_the_installed_tensorrt(built, tmp_path):
+    """The real flavour here: a corrupt cache is refused in one line, or (RTX: no-op caches) ignored with a note."""
+    trt = built[3]
+    cache = tmp_path / "timing.cache"
+    cache.write_bytes(b"not a timing cache" * 8)
+    try:
+        result = build_engine(session_artifacts().onnx, tmp_path / "c.engine", timing_cache=cache,
+                              flavour=trt.flavour, progress=False)
+    except ArtifactError as exc:
+        assert "\n" not in str(exc) and "delete it and build again" in str(exc)
+        return
+    assert result.engine_path.is_file()
+    record = result.sidecar["timing_cache"]
+    if record["used"]:  # read as an empty cache (TensorRT warns) and replaced by a fresh one
+        assert cache.read_bytes() != b"not a timing cache" * 8
+    else:
+        assert "no-op" in record["reason"]

@@ -2,6 +2,7 @@
 
 Works with TensorRT 10.x (JetPack), 11.x and TensorRT-RTX (``tensorrt_rtx``, which builds ahead of
 time without a GPU). Set GLFER_EDGE_TENSORRT=tensorrt|tensorrt_rtx to choose when both are installed.
+The builder itself is build-time code: :mod:`glfer_edge.export.trt_build`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from glfer_edge.errors import InputError
-    from glfer_edge.runtime.trt_build import build_engine, parse_batch
+    from glfer_edge.export.trt_build import build_engine, parse_batch
 
     batch = parse_batch(args.batch)
     if args.workspace_mb is not None and args.workspace_mb < 1:

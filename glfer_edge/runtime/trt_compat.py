@@ -1,13 +1,12 @@
-"""TensorRT flavours and feature detection: the only module that knows TensorRT 10 from 11 from RTX.
+"""TensorRT flavours and the engine sidecar: what the engine builder and the runtime share.
 
 Flavours: ``tensorrt`` (10.x on JetPack, 11.x on x86 pip) and ``tensorrt_rtx`` (TensorRT for RTX:
 builds ahead-of-time without a GPU, engines portable across its supported GPUs). Differences are
-found with ``hasattr``/behaviour, never by parsing version strings, and a missing capability fails
-loudly instead of silently building something else (rf-detr#1453 built FP32 when FP16 was asked).
+found with ``hasattr``/behaviour, never by parsing version strings.
 
-The engine sidecar (``MODEL.engine.json``) is defined here too: the builder writes it and the
-runtime checks it before deserializing, so a plan from another TensorRT or GPU is refused with
-the command that rebuilds it.
+The engine sidecar (``MODEL.engine.json``) is defined here: the builder
+(:mod:`glfer_edge.export.trt_build`) writes it, the runtime (:mod:`glfer_edge.runtime.trt`, which
+opens engines) and ``glfer-edge info`` read it.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import warnings
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -24,14 +23,19 @@ from typing import Any
 from glfer_edge.errors import ArtifactError, MissingDependencyError
 
 __all__ = [
-    "TensorRT", "load_tensorrt", "network_flags", "timing_cache_support", "sidecar_path", "read_sidecar",
-    "check_sidecar", "rebuild_hint", "FLAVOURS", "SIDECAR_FORMAT", "AHEAD_OF_TIME",
+    "TensorRT", "load_tensorrt", "sidecar_path", "read_sidecar",
+    "FLAVOURS", "SIDECAR_FORMAT", "AHEAD_OF_TIME",
 ]
 
 FLAVOURS = ("tensorrt", "tensorrt_rtx")
 ENV_FLAVOUR = "GLFER_EDGE_TENSORRT"  # force one flavour when both are installed
 SIDECAR_FORMAT = "glfer-edge engine sidecar 1"
 AHEAD_OF_TIME = "ahead-of-time, no GPU"
+
+# TensorRT keeps the first logger it is given for the whole process and warns when a builder or
+# runtime is handed another one, so each flavour gets exactly one.
+_LOGGERS: dict[str, Any] = {}
+_LOGGERS_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -47,9 +51,12 @@ class TensorRT:
         """TensorRT-RTX compiles ahead of time for a set of GPUs and JIT-specializes at load time."""
         return self.flavour == "tensorrt_rtx"
 
-    def logger(self, verbose: bool = False) -> Any:
-        trt = self.module
-        return trt.Logger(trt.Logger.VERBOSE if verbose else trt.Logger.WARNING)
+    def logger(self) -> Any:
+        """The flavour's one process-wide ``Logger`` (WARNING and above)."""
+        with _LOGGERS_LOCK:
+            if self.flavour not in _LOGGERS:
+                _LOGGERS[self.flavour] = self.module.Logger(self.module.Logger.WARNING)
+            return _LOGGERS[self.flavour]
 
 
 def load_tensorrt(flavour: str | None = None) -> TensorRT:
@@ -70,43 +77,6 @@ def load_tensorrt(flavour: str | None = None) -> TensorRT:
         "(venv with --system-site-packages); on x86 pip install tensorrt; to build without a GPU: "
         "pip install 'glfer-edge[trt-rtx]'"
     )
-
-
-def network_flags(trt: TensorRT) -> int:
-    """Creation flags of a strongly typed network: precision comes from the ONNX, never from builder flags.
-
-    TensorRT 10 has STRONGLY_TYPED as an opt-in; 11 and RTX are strongly typed only (11 keeps the
-    enum as a no-op). A TensorRT with weak-typing precision flags but no STRONGLY_TYPED (8.x)
-    cannot honour the ONNX precision, so it is refused. EXPLICIT_BATCH is never passed.
-    """
-    flag_enum = trt.module.NetworkDefinitionCreationFlag
-    strongly_typed = getattr(flag_enum, "STRONGLY_TYPED", None)
-    if strongly_typed is not None:
-        return 1 << int(strongly_typed)
-    if hasattr(trt.module.BuilderFlag, "FP16"):
-        raise MissingDependencyError(
-            f"{trt.flavour} {trt.version} has no strongly typed networks, so it would ignore the precision "
-            "stored in the ONNX; install TensorRT >= 10.0"
-        )
-    return 0
-
-
-def timing_cache_support(trt: TensorRT, builder_config: Any) -> str | None:
-    """None when timing caches work here, else the reason they do not (RTX: operations are no-ops).
-
-    Detected by behaviour: TensorRT-RTX accepts the calls but emits a DeprecationWarning.
-    """
-    if not hasattr(builder_config, "create_timing_cache"):
-        return f"{trt.flavour} {trt.version} has no timing cache API"
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        cache = builder_config.create_timing_cache(b"")
-        cache.serialize()
-    for w in caught:
-        if issubclass(w.category, DeprecationWarning):
-            message = str(w.message).strip()
-            return f"{trt.flavour} {trt.version} reports timing-cache calls as deprecated no-ops: {message}"
-    return None
 
 
 def sidecar_path(engine_path: str | Path) -> Path:
@@ -132,30 +102,3 @@ def read_sidecar(engine_path: str | Path) -> dict[str, Any]:
             f"rebuild the engine with: glfer-edge build MODEL.onnx --out {engine_path}"
         )
     return sidecar
-
-
-def rebuild_hint(sidecar: dict[str, Any], engine_path: str | Path) -> str:
-    onnx = sidecar.get("onnx", {}).get("path", "MODEL.onnx")
-    return f"rebuild it here with: glfer-edge build {onnx} --out {engine_path}"
-
-
-def check_sidecar(sidecar: dict[str, Any], engine_path: str | Path, trt: TensorRT, gpu: Any | None) -> None:
-    """Refuse an engine built by another TensorRT flavour/version, or (non-portable) for another GPU.
-
-    ``gpu`` is the :class:`~glfer_edge.runtime.cuda.DeviceInfo` of the device that will run it.
-    """
-    built = sidecar.get("tensorrt", {})
-    rebuild = rebuild_hint(sidecar, engine_path)
-    if (built.get("flavour"), built.get("version")) != (trt.flavour, trt.version):
-        raise ArtifactError(
-            f"engine {engine_path} was built with {built.get('flavour')} {built.get('version')}, but this machine "
-            f"has {trt.flavour} {trt.version} (plans are tied to the exact TensorRT version); {rebuild}"
-        )
-    target = sidecar.get("gpu", {})
-    if trt.portable_engines or gpu is None or target.get("compute_capability") in (None, AHEAD_OF_TIME):
-        return
-    if target["compute_capability"] != gpu.sm:
-        raise ArtifactError(
-            f"engine {engine_path} was built for {target.get('name')} (compute capability "
-            f"{target['compute_capability']}), this GPU is {gpu.name} ({gpu.sm}); {rebuild}"
-        )

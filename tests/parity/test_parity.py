@@ -40,7 +40,7 @@ def _artifact(backend: str, precision: str, artifacts: dict[str, Path], tmp_path
     reason = _tensorrt_missing()
     if reason:
         pytest.skip(reason)
-    from glfer_edge.runtime.trt_build import build_engine
+    from glfer_edge.export.trt_build import build_engine
 
     engine = tmp_path / f"model.{precision}.engine"
     build_engine(artifacts[precision], engine, batch=(1, 4, 4), progress=False)
