@@ -189,6 +189,61 @@ def make_case(rng: random.Random, edition: str, index: int) -> dict:
     return {"id": f"{edition}-{index:03d}", "tags": sorted(tags), "refs": refs, "preds": preds}
 
 
+def _ref(edition: str, f: int, c: int, azi: float, ele: float = 0.0, cm: float = 200, track: int = 0) -> str:
+    return f"{f},{c},{track},{azi:g},{ele:g}" + (f",{cm:g}" if edition == "2024" else "") + "\n"
+
+
+def _pred(edition: str, f: int, c: int, azi: float, ele: float = 0.0, m: float = 2.0) -> str:
+    return _pred_line(random.Random(0), f, c, 0, azi, ele, m, edition, False) + "\n"
+
+
+def edge_cases(edition: str) -> list[dict]:
+    """Hand-made inputs where the official code crashes, divides by (almost) zero or drops input.
+
+    ``expect``: what glfer-edge does, checked by the test: "equal" (same numbers as the official
+    code), "refuse" (InputError naming file, line and fix) or "scored" (we score it, the official
+    code misreads or crashes: tests/README.md)."""
+    c_out = 12 if edition == "2021" else 13
+    base_ref = "".join(_ref(edition, f, 1, 30) for f in range(25))
+    base_pred = "".join(_pred(edition, f, 1, 33) for f in range(2, 25))
+    cases = [
+        # only reference row in its last frame, which 2022+ drop: Nref = 0, ER = insertions / eps
+        ("nref_zero_with_predictions", {"a.csv": _ref(edition, 10, 1, 30)}, {"a.csv": _pred(edition, 5, 1, 30)},
+         "equal", True),
+        # one file: leave-one-out leaves nothing; t(0.975, 0) is NaN, so every interval is NaN
+        ("jackknife_one_file", {"a.csv": base_ref}, {"a.csv": base_pred}, "equal", True),
+        # a class index >= C: the official code ignores it (fewer references, other numbers)
+        ("class_beyond_num_classes", {"a.csv": base_ref + _ref(edition, 3, c_out, 90)}, {"a.csv": base_pred},
+         "refuse", False),
+        # a line of 8 columns: the official loader skips it silently
+        ("unread_column_count", {"a.csv": base_ref + "30,1,0,30,0,0,0,0\n"}, {"a.csv": base_pred}, "refuse", False),
+    ]
+    if edition == "2024":
+        cases += [
+            # prediction without distance meeting a reference: AssertionError in the official metrics
+            ("prediction_without_distance", {"a.csv": base_ref}, {"a.csv": "".join(f"{f},1,0,33,0\n" for f in range(25))},
+             "refuse", False),
+            # reference at 0 cm: relative error divides by eps
+            ("reference_distance_zero", {"a.csv": "".join(_ref(edition, f, 1, 30, cm=0) for f in range(12))},
+             {"a.csv": "".join(_pred(edition, f, 1, 31, m=1.0) for f in range(12))}, "equal", False),
+            # polar rows then a Cartesian last row: the official loader converts the whole file as Cartesian
+            ("mixed_polar_cartesian", {"a.csv": base_ref},
+             {"a.csv": "".join(f"{f},1,0,33,0,2.0\n" for f in range(24)) + _pred(edition, 24, 1, 33)}, "refuse", False),
+            # predictions in centimetres: relative errors near 100, all spatial FPs
+            ("prediction_in_cm", {"a.csv": base_ref}, {"a.csv": "".join(f"{f},1,0,33,0,200\n" for f in range(25))},
+             "refuse", False),
+            # references in metres: read as centimetres, divided by 100
+            ("reference_in_m", {"a.csv": "".join(f"{f},1,0,30,0,2.5\n" for f in range(25))},
+             {"a.csv": "".join(f"{f},1,0,30,0,2.5\n" for f in range(25))}, "refuse", False),
+        ]
+    else:
+        # polar predictions: 2021 reads them as Cartesian (x = azimuth...), 2022/2023 crash (IndexError)
+        cases.append(("polar_predictions", {"a.csv": base_ref}, {"a.csv": "".join(f"{f},1,0,33,0\n" for f in range(25))},
+                      "scored", False))
+    return [{"id": f"{edition}-edge-{name}", "tags": ["edge", name], "expect": expect, "jackknife": jack,
+             "refs": refs, "preds": preds} for name, refs, preds, expect, jack in cases]
+
+
 # -- the official code ---------------------------------------------------------------------------
 
 
@@ -313,6 +368,10 @@ def record(edition: str, folder: Path, n_cases: int, seed: int) -> dict:
              "official": {a: score(compute, params, edition, {"refs": cases[1]["refs"], "preds": {}}, a, False)
                           for a in averages}}
     cases.append(empty)
+    for case in edge_cases(edition):
+        jack = case.pop("jackknife") and edition != "2021"
+        case["official"] = {a: score(compute, params, edition, case, a, jack and a == "macro") for a in averages}
+        cases.append(case)
     sys.path.remove(str(folder))
     keys = ("lad_doa_thresh", "lad_dist_thresh", "lad_reldist_thresh", "segment_based_metrics", "evaluate_distance",
             "average", "unique_classes", "label_hop_len_s", "max_audio_len_s")
