@@ -28,9 +28,9 @@ The largest trunk activation was 5.9 (quiet), 7.9 (loud), 4.1 (tone): far from 6
 trunk, the BiGRU (the latency hot spot), the attention gates and the heads run in FP16;
 ``keep_fp32_ops`` pins op types back if a trained model needs it.
 
-ONNX Runtime on CPU computes FP16 nodes in FP32 behind inserted casts and segfaults on FP16 graphs
-with its graph optimizer enabled, so it only proves the graph loads and runs (use
-``ort_session_fp16`` with optimizations off). True FP16 numerics come from
+ONNX Runtime on CPU computes FP16 nodes in FP32 behind inserted casts, so it only proves the graph
+loads and runs (``ort_session_fp16``). Its default optimization level crashed on this graph
+(``_matmuls_before_transposes`` says why and how the export avoids it). True FP16 numerics come from
 ``reference_fp16_run`` (the artifact itself in numpy float16) and ``half_precision_reference``
 (the torch model with its trunk in ``.half()``, the same split as the artifact).
 """
@@ -85,6 +85,7 @@ def convert_fp16(graph: onnx.ModelProto, keep_fp32_ops: Iterable[str] = FP32_OP_
     )
     _remove_cast_round_trips(converted.graph)
     _restore_fp32_outputs(converted.graph)
+    _matmuls_before_transposes(converted)
     del converted.graph.value_info[:]
     try:
         converted = onnx.shape_inference.infer_shapes(converted, strict_mode=True)
@@ -137,6 +138,42 @@ def _restore_fp32_outputs(graph: onnx.GraphProto) -> None:
                     if name == cast.input[0]:
                         field[i] = out.name
         out.type.tensor_type.elem_type = TensorProto.FLOAT
+
+
+def _matmuls_before_transposes(graph: onnx.ModelProto) -> None:
+    """Rewrite ``Transpose(X, perm) -> MatMul(., W)`` as ``MatMul(X, W) -> Transpose(., perm)`` where ``perm``
+    keeps the last axis and ``W`` is a 2-D constant: the same dot products, so the same bits (the BiGRU
+    output's (T, B, C) -> (B, T, C) before the four head MatMuls; batch-1 exports have a Reshape there).
+
+    Why: onnxruntime on x86 (1.23.2 and 1.32.0 here; 1.24-1.25 upstream) segfaults creating a session
+    for an FP16 ``Transpose -> MatMul`` at its default level. Its CPU EP has no FP16 MatMul, so it inserts
+    ``Transpose -> Cast -> MatMul``; MatmulTransposeFusion swaps that Cast and Transpose into new nodes,
+    then gives up the fusion (a transposed batch axis needs both inputs of equal rank, W is 2-D) and
+    reports no change, so the graph is not re-resolved; NchwcTransformer (ORT_ENABLE_ALL, x86 only)
+    then reads the new nodes' missing schema (microsoft/onnxruntime#28392). With the Transpose after
+    the MatMul nothing is left for that fusion to match.
+    """
+    from glfer_edge.export.graph import constants, links
+
+    producer, _ = links(graph)
+    weights = constants(graph)
+    nodes, moved = [], set()
+    for node in graph.graph.node:
+        nodes.append(node)
+        transpose = producer.get(node.input[0]) if node.op_type == "MatMul" else None
+        w = weights.get(node.input[1]) if transpose is not None and transpose.op_type == "Transpose" else None
+        perm = next((list(a.ints) for a in transpose.attribute if a.name == "perm"), None) if w is not None else None
+        # FP16 only (an FP32 MatMul gets no Cast); the contracted last axis must stay last
+        if perm is None or w.data_type != TensorProto.FLOAT16 or len(w.dims) != 2 or perm[-1] != len(perm) - 1:
+            continue
+        result = node.output[0]
+        node.input[0], node.output[0] = transpose.input[0], f"{result}_before_transpose"
+        after = onnx.helper.make_node("Transpose", [node.output[0]], [result], f"{node.name}_transpose", perm=perm)
+        nodes.append(after)
+        moved.add(transpose.output[0])
+    read = {name for n in nodes for name in n.input} | {o.name for o in graph.graph.output}
+    del graph.graph.node[:]
+    graph.graph.node.extend(n for n in nodes if n.output[0] not in moved or n.output[0] in read)  # drop dead moved ones
 
 
 # -- numerics checks ---------------------------------------------------------------------------
