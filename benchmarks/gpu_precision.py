@@ -36,7 +36,7 @@ def main() -> None:
     import torch
 
     from glfer_edge.parity import score_recordings, synth_recordings
-    from glfer_edge.tolerances import TOLERANCES, compare_outputs, violations
+    from glfer_edge.parity import TOLERANCES, compare_outputs, violations
     from glfer_edge.weights import DEFAULT_WEIGHTS, load_model
 
     model = load_model(args.weights or DEFAULT_WEIGHTS).eval()

@@ -26,7 +26,8 @@ from glfer_edge._fileio import json_safe, write_text_atomic
 from glfer_edge.config import SELDConfig
 from glfer_edge.machine import cpu_label
 from glfer_edge.export.onnx_meta import calibration_of, fixed_batch, graph_metadata
-from glfer_edge.tolerances import TOLERANCES, compare_outputs, violations
+from glfer_edge.parity.tensors import compare_outputs, violations
+from glfer_edge.tolerances import TOLERANCES
 
 INT8_MAX = 127
 HELD_OUT_SEED_OFFSET = 1_000_003  # held-out scenes: a seed the calibration set never uses

@@ -15,7 +15,7 @@ from glfer_edge.config import (
 )
 from glfer_edge.errors import ArtifactError, GlferError, InputError, MissingDependencyError
 from glfer_edge.frontend import extract_features
-from glfer_edge.tolerances import TOLERANCES, Tolerances, compare_outputs
+from glfer_edge.tolerances import TOLERANCES, Tolerances
 
 _LAZY = {
     "GLFERNet": "glfer_edge.model",
@@ -30,12 +30,13 @@ _LAZY = {
     "detect_events": "glfer_edge.postprocess",
     "SELDMetrics": "glfer_edge.metrics",
     "evaluate_folders": "glfer_edge.metrics",
+    "compare_outputs": "glfer_edge.parity",
 }
 
 __all__ = [
     "__version__", "DCASE2021_CLASSES", "PRESETS", "STARSS23_CLASSES", "SYNTH_CLASSES", "FeatureConfig", "ModelConfig",
     "SELDConfig", "get_preset", "ArtifactError", "GlferError", "InputError", "MissingDependencyError",
-    "extract_features", "TOLERANCES", "Tolerances", "compare_outputs", *_LAZY,
+    "extract_features", "TOLERANCES", "Tolerances", *_LAZY,
 ]
 
 

@@ -44,7 +44,7 @@ from glfer_edge.postprocess import outputs_to_rows
 from glfer_edge.runtime import SELDRuntime
 from glfer_edge.runtime.seld import DEFAULT_ONNX as ONNX
 from glfer_edge.runtime.segments import infer_long
-from glfer_edge.tolerances import angular_error_deg
+from glfer_edge.parity import angular_error_deg
 from glfer_edge.weights import default_weights_path, read_config, read_metadata
 
 SCENES = 6  # fixed generated scenes of 16 s, seed 7

@@ -27,7 +27,7 @@ from glfer_edge.export import export_artifacts, onnx_config, read_onnx_metadata
 from glfer_edge.export.fp16 import FRONTEND_SCOPE, half_precision_reference, reference_fp16_run
 from glfer_edge.export.onnx_fp32 import io_shapes
 from glfer_edge.model.glfernet import GLFERNet
-from glfer_edge.tolerances import TOLERANCES, compare_outputs, violations
+from glfer_edge.parity import TOLERANCES, compare_outputs, violations
 from glfer_edge.weights import load_model, save_weights
 
 SEGMENT_S = 1.0

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Modules a deploy-only install (no torch) must import.
 DEPLOY_MODULES = [
     "glfer_edge", "glfer_edge.config", "glfer_edge.frontend", "glfer_edge.weights", "glfer_edge.metadata",
-    "glfer_edge.tolerances", "glfer_edge.cli", "glfer_edge.runtime", "glfer_edge.postprocess",
+    "glfer_edge.tolerances", "glfer_edge.parity", "glfer_edge.cli", "glfer_edge.runtime", "glfer_edge.postprocess",
     "glfer_edge.commands.run", "glfer_edge.metrics", "glfer_edge.data.dcase",
 ]
 

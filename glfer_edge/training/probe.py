@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from glfer_edge.model.glfernet import GLFERNet
-from glfer_edge.tolerances import angular_error_deg
+from glfer_edge.parity.tensors import angular_error_deg
 from glfer_edge.training.dataset import SELDDataset
 from glfer_edge.training.loss import reduce_targets
 
