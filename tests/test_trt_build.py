@@ -251,3 +251,21 @@ def test_corrupt_timing_cache_with_the_installed_tensorrt(built, tmp_path):
         assert cache.read_bytes() != b"not a timing cache" * 8
     else:
         assert "no-op" in record["reason"]
+
+
+def test_opening_an_engine_without_a_usable_gpu_names_the_cause(built):
+    """The runtime reports the bindings' diagnosis (no driver / driver too old / no device) in one line,
+    not a bare "no GPU"; on this CPU-only machine that is the real cuda-bindings answer."""
+    from glfer_edge.runtime import SELDRuntime
+    from glfer_edge.runtime.cuda import CudaError, open_cuda
+
+    try:
+        status = open_cuda().driver_status()
+    except ImportError as exc:
+        pytest.skip(f"no CUDA binding installed: {exc}")
+    if status.devices:
+        pytest.skip("a CUDA device is visible; the GPU tests open the engine")
+    with pytest.raises(CudaError) as caught:
+        SELDRuntime.open(built[0], device="cuda")
+    message = str(caught.value)
+    assert message == f"engine {built[0]} needs CUDA device 0: {status.problem}" and "\n" not in message
