@@ -124,7 +124,6 @@ class SELDResult:
     counts: SELDCounts
     classwise: ClasswiseScores | None = None
     unscored: tuple[str, ...] = ()  # references without prediction, not scored (official behaviour)
-    ignored_lines: int = 0  # CSV lines with a column count the edition's loader ignores
     de: float | None = None  # 2024: DE_CD, metres
     rde: float | None = None  # 2024: RDE_CD
     doa_threshold: float = DOA_THRESHOLD
@@ -186,7 +185,7 @@ class SELDResult:
             "num_classes": self.num_classes, "num_files": self.num_files, "strict": self.strict,
             "official": not self.strict, "doa_threshold_deg": self.doa_threshold,
             "rel_distance_threshold": self.rel_distance_threshold, "description": self.describe(),
-            "unscored_references": list(self.unscored), "ignored_lines": self.ignored_lines,
+            "unscored_references": list(self.unscored),
             "counts": asdict(self.counts),
         }
 
@@ -670,9 +669,10 @@ def _checked(meta: MetadataFile, path: Path, edition: str, num_classes: int) -> 
     if meta.first_ignored is not None:
         line, n = meta.first_ignored
         formats = {"2021": "5 or 6", "2022": "5 or 6", "2023": "5, 6 or 7", "2024": "6 or 7"}[edition]
+        guess = "DCASE 2023 or 2024" if n == 7 else "another edition"
         raise InputError(
             f"{path} line {line}: {n} columns, which the DCASE {edition} format does not read ({formats}); "
-            "was the file written for another edition? check --edition"
+            f"a file written for {guess}? check --edition"
         )
     for row, line in zip(meta.rows, meta.row_lines):
         if row.class_idx < 0:
