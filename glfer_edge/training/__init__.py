@@ -3,11 +3,11 @@ averaging."""
 
 from glfer_edge.training.augment import FOA_TRANSFORMS, AugmentConfig, ChannelSwap, SELDAugment
 from glfer_edge.training.average import average_weights
-from glfer_edge.training.dataset import Recording, SELDDataset
+from glfer_edge.training.dataset import DatasetFile, SELDDataset
 from glfer_edge.training.loss import LossTerms, SELDLoss, reduce_targets
 from glfer_edge.training.trainer import TrainConfig, Trainer, TrainResult, predict
 
 __all__ = [
-    "FOA_TRANSFORMS", "AugmentConfig", "ChannelSwap", "SELDAugment", "Recording", "SELDDataset", "LossTerms",
+    "FOA_TRANSFORMS", "AugmentConfig", "ChannelSwap", "SELDAugment", "DatasetFile", "SELDDataset", "LossTerms",
     "SELDLoss", "reduce_targets", "TrainConfig", "Trainer", "TrainResult", "predict", "average_weights",
 ]

@@ -30,12 +30,13 @@ from glfer_edge.data.dcase import LabelRow, labels_to_targets, load_metadata
 from glfer_edge.data.layout import DatasetLayout, get_layout, list_pairs
 from glfer_edge.errors import InputError
 
-__all__ = ["Recording", "SELDDataset"]
+__all__ = ["DatasetFile", "SELDDataset"]
 
 
 @dataclass(frozen=True)
-class Recording:
-    """One wav/csv pair: its length, reference rows (for scoring) and 10-fps targets (for the loss)."""
+class DatasetFile:
+    """One wav/csv pair of a split, indexed without its audio: its length, reference rows (for scoring) and
+    10-fps SED/DOA targets (for the loss)."""
 
     wav: Path
     n_samples: int
@@ -87,7 +88,7 @@ class SELDDataset(Dataset):
         self._nominal = [(i, s) for i, r in enumerate(self.recordings) for s in self._starts(r)]
         self.segments = list(self._nominal)  # (recording index, start label frame)
 
-    def _load(self, wav: Path, csv: Path) -> Recording:
+    def _load(self, wav: Path, csv: Path) -> DatasetFile:
         try:
             info = sf.info(str(wav))
         except (RuntimeError, sf.LibsndfileError) as exc:
@@ -101,9 +102,9 @@ class SELDDataset(Dataset):
         meta = load_metadata(csv, self.layout.edition)
         n_labels = max(1, math.ceil(info.frames / self.label_hop))
         sed, doa = labels_to_targets(meta.rows, n_labels, self.config.model.num_classes)
-        return Recording(wav, info.frames, n_labels, meta.rows, meta.last_frame, sed, doa)
+        return DatasetFile(wav, info.frames, n_labels, meta.rows, meta.last_frame, sed, doa)
 
-    def _starts(self, rec: Recording) -> range:
+    def _starts(self, rec: DatasetFile) -> range:
         seg = self.segment_labels
         if not self.train:
             return range(0, rec.n_label_frames, seg)
