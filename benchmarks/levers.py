@@ -109,13 +109,17 @@ def ort_variants(path: Path, audio: np.ndarray, threads: int, tag: str) -> dict[
 def single_batch_artifacts(source, cache: Path) -> dict[str, Path]:
     """FP32 and INT8-cpu exported with ``single_batch`` (fixed batch 1), cached beside the bench's exports."""
     from glfer_edge.bench import TIMING_CALIBRATION_SEGMENTS
-    from glfer_edge.export import artifact_name, export_artifacts
+    from glfer_edge.export import CalibrationConfig, ExportConfig, export_artifacts
+    from glfer_edge.precision import artifact_name
 
     out = cache / f"{Path(source.artifacts['ort-fp32']).parent.name}-single-batch"
     wanted = ("fp32", "int8-cpu")
     if not all((out / artifact_name(p)).is_file() for p in wanted):
-        export_artifacts(out, wanted, weights=source.weights, segment_seconds=source.config.segment_seconds,
-                         calib_segments=TIMING_CALIBRATION_SEGMENTS, report_scenes=0, single_batch=True)
+        export_artifacts(out, ExportConfig(
+            precisions=wanted, weights=source.weights, segment_seconds=source.config.segment_seconds,
+            calibration=CalibrationConfig(synth_segments=TIMING_CALIBRATION_SEGMENTS), report_scenes=0,
+            single_batch=True,
+        ))
     return {p: out / artifact_name(p) for p in wanted}
 
 

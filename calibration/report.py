@@ -22,10 +22,11 @@ import onnx
 from onnx import numpy_helper
 
 from glfer_edge import metadata as md
+from glfer_edge.metadata import fixed_batch, graph_metadata
 from glfer_edge._fileio import json_safe, write_text_atomic
 from glfer_edge.config import SELDConfig
 from glfer_edge.machine import cpu_label
-from glfer_edge.export.onnx_meta import calibration_of, fixed_batch, graph_metadata
+from glfer_edge.runtime.artifact import calibration_of
 from glfer_edge.parity.tensors import compare_outputs, violations
 from glfer_edge.tolerances import TOLERANCES
 

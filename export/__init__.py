@@ -13,24 +13,44 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from glfer_edge.export.onnx_meta import PRECISIONS, onnx_config, read_onnx_metadata
+from glfer_edge.export.onnx_meta import onnx_config, read_onnx_metadata
+from glfer_edge.precision import DEFAULT_EXPORT, PRECISIONS, artifact_name, get_precision
 
 if TYPE_CHECKING:
     from glfer_edge.model.glfernet import GLFERNet
 
 __all__ = [
-    "export_onnx", "export_artifacts", "ExportResult", "read_onnx_metadata", "onnx_config", "PRECISIONS", "ARTIFACTS",
+    "export_onnx", "export_artifacts", "ExportConfig", "CalibrationConfig", "ExportResult", "read_onnx_metadata",
+    "onnx_config",
 ]
-
-# What export_artifacts can write: one artifact per precision, plus the CPU flavour of INT8
-# (metadata precision "int8", calibration target "cpu"; see glfer_edge.export.int8).
-ARTIFACTS = (*PRECISIONS, "int8-cpu")
 
 MAX_FOLDER_SEGMENTS = 512  # a larger calibration folder is subsampled (seed-deterministic)
 
 
-def artifact_name(precision: str) -> str:
-    return f"model.{precision}.onnx"
+@dataclass(frozen=True, kw_only=True)
+class CalibrationConfig:
+    """INT8 calibration data: FOA recordings in ``folder`` (up to 512 segments), else ``synth_segments``
+    generated scenes at -50..-3 dBFS peak; ``method``: the activation range estimator."""
+
+    folder: Path | None = None
+    synth_segments: int = 128
+    method: str = "minmax"  # minmax | entropy | percentile
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExportConfig:
+    """What ``export_artifacts`` writes. Weights: ``weights``, else the bundled demo model; ``preset``
+    without weights builds a randomly initialised model (speed measurements only)."""
+
+    precisions: tuple[str, ...] = DEFAULT_EXPORT  # names of glfer_edge.precision.PRECISIONS
+    weights: Path | None = None
+    preset: str | None = None
+    segment_seconds: float | None = None  # default: the model's (8 s for the presets)
+    opset: int = 17
+    single_batch: bool = False  # static batch 1; ODConv as one conv over its per-sample kernel
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+    report_scenes: int = 16  # held-out generated scenes for the INT8 accuracy report (0: none)
+    seed: int = 0  # calibration scenes and random init
 
 
 def export_onnx(
@@ -55,82 +75,64 @@ class ExportResult:
 
 
 def export_artifacts(
-    out_dir: str | Path,
-    precisions: Sequence[str] = PRECISIONS,  # any of ARTIFACTS
-    weights: str | Path | None = None,
-    preset: str | None = None,
-    segment_seconds: float | None = None,
-    opset: int = 17,
-    calib_dir: str | Path | None = None,
-    calib_segments: int = 128,
-    calib_method: str = "minmax",
-    seed: int = 0,
-    report_scenes: int = 16,
-    log: Callable[[str], None] | None = None,
-    single_batch: bool = False,
+    out_dir: str | Path, config: ExportConfig | None = None, *, log: Callable[[str], None] | None = None,
 ) -> ExportResult:
-    """Export ``model.<precision>.onnx`` files into ``out_dir``.
-
-    Weights: ``weights``, else the bundled demo model; ``preset`` without weights builds a randomly
-    initialised model of that preset (speed measurements only). INT8 calibrates on ``calib_dir``
-    (FOA recordings, up to 512 segments) or on ``calib_segments`` generated scenes. ``single_batch``
-    fixes every artifact at batch 1 (static shapes; ODConv as one conv over its per-sample kernel).
-    """
+    """Export ``model.<precision>.onnx`` files into ``out_dir`` as ``config`` says (default: the bundled
+    demo model's FP32, FP16 and INT8 forms)."""
     from glfer_edge.errors import InputError
     from glfer_edge.export.fp32_cpu import prepare_fp32_cpu_graph
     from glfer_edge.export.onnx_fp32 import export_fp32, fp32_self_check
 
-    unknown = [p for p in precisions if p not in ARTIFACTS]
-    if unknown or not precisions:
-        raise InputError(f"unknown precision(s) {unknown}; choose from {', '.join(ARTIFACTS)}")
+    config = config or ExportConfig()
+    if not config.precisions:
+        raise InputError(f"no precision to export; choose from {', '.join(PRECISIONS)}")
+    forms = [get_precision(p) for p in config.precisions]
     say = log or (lambda _msg: None)
-    model, sha, notes = _load(weights, preset, seed)
+    model, sha, notes = _load(config.weights, config.preset, config.seed)
     for note in notes:
         say(note)
     out_dir = Path(out_dir)
-    shape = "fixed batch 1" if single_batch else "dynamic batch"
-    say(f"exporting FP32 graph ({model.config.name}, segment {segment_seconds or model.config.segment_seconds:g} s, {shape})")
-    fp32 = export_fp32(model, sha, segment_seconds, opset, single_batch)  # the FP16 and INT8 forms start here
-    artifact = prepare_fp32_cpu_graph(fp32)  # the FP32 artifact: tuned for ONNX Runtime's CPU kernels
-    error = fp32_self_check(artifact, model, seed)
-    artifacts, reports = {}, ()
-    if "fp32" in precisions:
-        artifacts["fp32"] = _save(artifact, out_dir / artifact_name("fp32"))
-    if "fp16" in precisions:
-        from glfer_edge.export.fp16 import convert_fp16
+    seconds = config.segment_seconds or model.config.segment_seconds
+    shape = "fixed batch 1" if config.single_batch else "dynamic batch"
+    say(f"exporting FP32 graph ({model.config.name}, segment {seconds:g} s, {shape})")
+    # the FP16 and INT8 forms start from the plain graph; the FP32 artifact is tuned for ORT's CPU kernels
+    fp32 = export_fp32(model, sha, config.segment_seconds, config.opset, config.single_batch)
+    artifact = prepare_fp32_cpu_graph(fp32)
+    error = fp32_self_check(artifact, model, config.seed)
+    artifacts, reports, accuracies = {}, (), {}
+    for form in forms:
+        path = out_dir / form.filename
+        if form.int8_target is not None:
+            artifacts[form.name], form_reports, accuracies[form.name] = _export_int8(fp32, path, form.int8_target, config, say)
+            reports += form_reports
+        elif form.name == "fp16":
+            from glfer_edge.export.fp16 import convert_fp16
 
-        say("converting to strongly typed FP16 (frontend pinned to FP32)")
-        artifacts["fp16"] = _save(convert_fp16(fp32), out_dir / artifact_name("fp16"))
-    accuracies = {}
-    for name, target in (("int8", "tensorrt"), ("int8-cpu", "cpu")):
-        if name in precisions:
-            artifacts[name], target_reports, accuracies[name] = _export_int8(
-                fp32, out_dir / artifact_name(name), target, calib_dir, calib_segments, calib_method, seed,
-                report_scenes, say,
-            )
-            reports += target_reports
+            say("converting to strongly typed FP16 (frontend pinned to FP32)")
+            artifacts[form.name] = _save(convert_fp16(fp32), path)
+        else:
+            artifacts[form.name] = _save(artifact, path)
     return ExportResult(artifacts, reports, error, tuple(notes), accuracies)
 
 
-def _export_int8(
-    fp32, path: Path, target: str, calib_dir, calib_segments: int, method: str, seed: int, report_scenes: int, say
-):
+def _export_int8(fp32, path: Path, target: str, config: ExportConfig, say):
     from glfer_edge.calibration.readers import DEFAULT_BATCH, FolderReader, SynthReader
     from glfer_edge.calibration.report import activation_ranges, held_out_accuracy, write_calibration_report
     from glfer_edge.export.int8 import quantize_int8
     from glfer_edge.export.onnx_meta import calibration_of, fixed_batch, graph_config, graph_metadata
 
-    config = graph_config(fp32)
+    seld_config, cal = graph_config(fp32), config.calibration
     batch = fixed_batch(fp32) or DEFAULT_BATCH  # calibration batches must fit a fixed-batch graph
-    if calib_dir is not None:
-        reader = FolderReader(calib_dir, config, MAX_FOLDER_SEGMENTS, seed, batch_size=batch)
+    if cal.folder is not None:
+        reader = FolderReader(cal.folder, seld_config, MAX_FOLDER_SEGMENTS, config.seed, batch_size=batch)
     else:
-        reader = SynthReader(config, calib_segments, seed, batch_size=batch)
-    say(f"calibrating INT8 for {target} ({method}) on {reader.n_segments} segments from {reader.describe()['source']}")
-    int8 = quantize_int8(fp32, reader, method, target=target)  # warns when the set is small or silent
+        reader = SynthReader(seld_config, cal.synth_segments, config.seed, batch_size=batch)
+    say(f"calibrating INT8 for {target} ({cal.method}) on {reader.n_segments} segments from {reader.describe()['source']}")
+    int8 = quantize_int8(fp32, reader, cal.method, target=target)  # warns when the set is small or silent
     path = _save(int8, path)
-    say(f"measuring INT8 vs FP32 on {report_scenes} held-out generated scenes")
-    accuracy = held_out_accuracy(fp32, int8, config, report_scenes, seed) if report_scenes else None
+    scenes = config.report_scenes
+    say(f"measuring INT8 vs FP32 on {scenes} held-out generated scenes")
+    accuracy = held_out_accuracy(fp32, int8, seld_config, scenes, config.seed) if scenes else None
     reports = write_calibration_report(path, calibration_of(graph_metadata(int8)), activation_ranges(int8), accuracy)
     return path, reports, accuracy
 

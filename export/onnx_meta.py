@@ -16,9 +16,9 @@ from glfer_edge import metadata as md
 from glfer_edge._version import __version__
 from glfer_edge.config import SELDConfig
 from glfer_edge.errors import ArtifactError
+from glfer_edge.metadata import fixed_batch, graph_metadata  # noqa: F401 (re-exported)
+from glfer_edge.precision import METADATA_PRECISIONS
 from glfer_edge.runtime.artifact import calibration_of, config_from_metadata  # noqa: F401 (re-exported)
-
-PRECISIONS = ("fp32", "fp16", "int8")
 
 
 def write_onnx_metadata(
@@ -29,8 +29,8 @@ def write_onnx_metadata(
     calibration: dict[str, Any] | None = None,
 ) -> None:
     """Set the glfer-edge keys in ``model.metadata_props`` (replacing earlier values of the same keys)."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision {precision!r} is not one of {PRECISIONS}")
+    if precision not in METADATA_PRECISIONS:
+        raise ValueError(f"precision {precision!r} is not one of {METADATA_PRECISIONS}")
     props = {
         md.KEY_FORMAT: md.FORMAT_VERSION,
         md.KEY_VERSION: __version__,
@@ -51,20 +51,9 @@ def set_precision(model: onnx.ModelProto, precision: str, calibration: dict[str,
     write_onnx_metadata(model, graph_config(model), precision, meta[md.KEY_WEIGHTS_SHA256], calibration)
 
 
-def graph_metadata(model: onnx.ModelProto) -> dict[str, str]:
-    """The metadata_props of an in-memory graph as a dict."""
-    return {p.key: p.value for p in model.metadata_props}
-
-
 def graph_config(model: onnx.ModelProto) -> SELDConfig:
     """The SELDConfig of an in-memory graph written by this module."""
     return SELDConfig.from_json(graph_metadata(model)[md.KEY_CONFIG])
-
-
-def fixed_batch(model: onnx.ModelProto) -> int | None:
-    """The input's batch size when the graph fixes it (``single_batch`` export), else None."""
-    dim = model.graph.input[0].type.tensor_type.shape.dim[0]
-    return dim.dim_value if dim.HasField("dim_value") else None
 
 
 def read_onnx_metadata(path: str | Path) -> dict[str, str]:

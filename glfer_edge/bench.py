@@ -516,16 +516,16 @@ def _with_exports(source: ModelSource, backends: Sequence[str], cache_dir: Path,
     missing = [p for p in wanted if not (out_dir / f"model.{p}.onnx").is_file()]
     try:
         if missing:
-            from glfer_edge.export import export_artifacts
+            from glfer_edge.export import CalibrationConfig, ExportConfig, export_artifacts
 
             if progress:
                 progress(f"exporting {source.label} {', '.join(missing)} ONNX to {out_dir}")
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # converter notes on FP16 rounding: not the benchmark's business
-                export_artifacts(
-                    out_dir, missing, weights=source.weights, segment_seconds=source.config.segment_seconds,
-                    calib_segments=TIMING_CALIBRATION_SEGMENTS, report_scenes=0,
-                )
+                export_artifacts(out_dir, ExportConfig(
+                    precisions=tuple(missing), weights=source.weights, segment_seconds=source.config.segment_seconds,
+                    calibration=CalibrationConfig(synth_segments=TIMING_CALIBRATION_SEGMENTS), report_scenes=0,
+                ))
     except Exception as exc:  # the cases are skipped with the reason; the other backends still run
         for p in missing:
             unavailable[f"ort-{p}"] = unavailable[f"trt-{p}"] = f"export failed: {_one_line(exc)}"

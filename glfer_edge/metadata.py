@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
 FORMAT_VERSION = "1"
 
@@ -28,3 +29,14 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def graph_metadata(model: Any) -> dict[str, str]:
+    """The ``metadata_props`` of an in-memory ONNX graph (``onnx.ModelProto``) as a dict."""
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def fixed_batch(model: Any) -> int | None:
+    """The input's batch size when an in-memory ONNX graph fixes it (``--single-batch`` export), else None."""
+    dim = model.graph.input[0].type.tensor_type.shape.dim[0]
+    return dim.dim_value if dim.HasField("dim_value") else None

@@ -23,7 +23,7 @@ from glfer_edge import metadata as md
 from glfer_edge.cli import main
 from glfer_edge.config import get_preset
 from glfer_edge.errors import ArtifactError
-from glfer_edge.export import export_artifacts, onnx_config, read_onnx_metadata
+from glfer_edge.export import ExportConfig, export_artifacts, onnx_config, read_onnx_metadata
 from glfer_edge.export.fp16 import FRONTEND_SCOPE, half_precision_reference, reference_fp16_run
 from glfer_edge.export.onnx_fp32 import io_shapes
 from glfer_edge.model.glfernet import GLFERNet
@@ -203,9 +203,9 @@ def test_corrupt_or_mismatched_weights_raise_artifact_errors(exported, tmp_path)
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"\x00" * 64)
     with pytest.raises(ArtifactError):
-        export_artifacts(tmp_path, ["fp32"], weights=bad)
+        export_artifacts(tmp_path, ExportConfig(precisions=("fp32",), weights=bad))
     with pytest.raises(ArtifactError, match="preset|config"):
-        export_artifacts(tmp_path, ["fp32"], weights=exported["weights"], preset="paper")
+        export_artifacts(tmp_path, ExportConfig(precisions=("fp32",), weights=exported["weights"], preset="paper"))
     assert main(["export", "--weights", str(bad), "--out", str(tmp_path), "--precision", "fp32", "--quiet"]) == 2
     assert not list(tmp_path.glob("*.onnx"))
 

@@ -7,16 +7,17 @@ import sys
 import warnings
 from pathlib import Path
 
-PRECISIONS = ("fp32", "fp16", "int8", "int8-cpu")  # glfer_edge.export.ARTIFACTS, without importing onnx here
+from glfer_edge._fileio import add_force_argument, check_output
+from glfer_edge.precision import DEFAULT_EXPORT, PRECISIONS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", type=Path, help="weights (.safetensors); default: the bundled demo model")
     parser.add_argument("--preset", help="preset; without --weights: a RANDOMLY INITIALISED model (speed tests only)")
     parser.add_argument("--out", type=Path, required=True, help="output folder for model.<precision>.onnx")
-    parser.add_argument("--precision", nargs="+", choices=PRECISIONS, default=["fp32", "fp16", "int8"],
-                        help="artifacts to write (default: fp32 fp16 int8); int8 is the TensorRT form (Jetson, GPUs), "
-                             "int8-cpu onnxruntime's CPU form (U8 activations, QLinearConv)")
+    parser.add_argument("--precision", nargs="+", choices=list(PRECISIONS), default=list(DEFAULT_EXPORT),
+                        help=f"artifacts to write (default: {' '.join(DEFAULT_EXPORT)}); "
+                             + "; ".join(f"{p.name}: {p.description}" for p in PRECISIONS.values()))
     calib = parser.add_mutually_exclusive_group()
     calib.add_argument("--calib", type=Path, metavar="DIR",
                        help="INT8 calibration on FOA recordings (4-channel WAV/FLAC at 24 kHz, any length; "
@@ -35,22 +36,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--report-scenes", type=int, default=16,
                         help="held-out generated scenes for the INT8 accuracy report (0: skip)")
     parser.add_argument("--quiet", action="store_true", help="print only the result")
+    add_force_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    from glfer_edge.export import export_artifacts
+    check_output(args.out, args.force, folder=True)
+    for name in args.precision:
+        check_output(args.out / PRECISIONS[name].filename, args.force)
+    from glfer_edge.export import CalibrationConfig, ExportConfig, export_artifacts
 
     def log(message: str) -> None:
         if not args.quiet or message.startswith(("WARNING", "warning")):
             print(message, file=sys.stderr)
 
+    config = ExportConfig(
+        precisions=tuple(args.precision), weights=args.weights, preset=args.preset,
+        segment_seconds=args.segment_seconds, opset=args.opset, single_batch=args.single_batch,
+        calibration=CalibrationConfig(folder=args.calib, synth_segments=args.calib_synth, method=args.calib_method),
+        report_scenes=args.report_scenes, seed=args.seed,
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
-        result = export_artifacts(
-            args.out, args.precision, weights=args.weights, preset=args.preset, segment_seconds=args.segment_seconds,
-            opset=args.opset, calib_dir=args.calib, calib_segments=args.calib_synth, calib_method=args.calib_method,
-            seed=args.seed, report_scenes=args.report_scenes, log=log, single_batch=args.single_batch,
-        )
+        result = export_artifacts(args.out, config, log=log)
     for w in caught:
         print(f"WARNING: {w.message}", file=sys.stderr)
     print(f"FP32 graph vs torch: max abs error {result.fp32_max_error:.2g}")

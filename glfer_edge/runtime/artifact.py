@@ -14,10 +14,10 @@ from typing import Any
 from glfer_edge import metadata as md
 from glfer_edge.config import SELDConfig
 from glfer_edge.errors import ArtifactError, InputError
+from glfer_edge.precision import METADATA_PRECISIONS
 
-__all__ = ["artifact_kind", "artifact_metadata", "config_from_metadata", "read_onnx_metadata", "PRECISIONS", "SUFFIXES"]
+__all__ = ["artifact_kind", "artifact_metadata", "config_from_metadata", "read_onnx_metadata", "SUFFIXES"]
 
-PRECISIONS = ("fp32", "fp16", "int8")
 SUFFIXES = {".safetensors": "torch", ".onnx": "onnxruntime", ".engine": "tensorrt", ".plan": "tensorrt"}
 
 
@@ -66,7 +66,7 @@ def config_from_metadata(meta: dict[str, str], source: str | Path) -> tuple[SELD
     except (ValueError, TypeError, KeyError) as exc:
         raise ArtifactError(f"{source}: embedded config is invalid ({exc}); re-export it with this SDK") from None
     precision = meta.get(md.KEY_PRECISION, "fp32")
-    if precision not in PRECISIONS:
+    if precision not in METADATA_PRECISIONS:
         raise ArtifactError(f"{source}: unknown precision {precision!r} in its metadata; re-export it with this SDK")
     return config, precision
 

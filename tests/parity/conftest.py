@@ -76,12 +76,13 @@ def artifacts(reference, tmp_path_factory) -> dict[str, Path]:
     calibrated (MinMax) on 32 segments measured a mean DOA angle of 5.1 deg against the 5-deg INT8
     tolerance, and passes on 128, so a shortcut here would test a setting users do not get.
     """
-    from glfer_edge.export import export_artifacts
+    from glfer_edge.export import ExportConfig, export_artifacts
+    from glfer_edge.precision import PRECISIONS
 
     out = tmp_path_factory.mktemp("artifacts")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # converter notes on FP16 rounding
-        result = export_artifacts(out, ("fp32", "fp16", "int8", "int8-cpu"), weights=reference[0], report_scenes=0)
+        result = export_artifacts(out, ExportConfig(precisions=tuple(PRECISIONS), weights=reference[0], report_scenes=0))
     return result.artifacts
 
 
