@@ -18,12 +18,12 @@ import soundfile as sf
 from onnxruntime.quantization import CalibrationDataReader
 
 from glfer_edge import metadata as md
+from glfer_edge.audio import AUDIO_SUFFIXES, audio_files
 from glfer_edge.config import SELDConfig
 from glfer_edge.errors import InputError
 
 DEFAULT_LEVELS_DBFS = (-50.0, -3.0)  # peak level range of generated calibration scenes
 DEFAULT_BATCH = 4  # segments per calibration batch: bounds the activations held in memory
-AUDIO_SUFFIXES = (".wav", ".flac")
 
 
 def dbfs(x: np.ndarray) -> float:
@@ -172,9 +172,9 @@ def _fit(audio: np.ndarray, n: int) -> np.ndarray:
 def _index_folder(folder: Path, config: SELDConfig) -> list[tuple[Path, int]]:
     if not folder.is_dir():
         raise InputError(f"calibration folder {folder} does not exist; pass a folder of 4-channel FOA WAV files")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+    files = audio_files(folder)
     if not files:
-        raise InputError(f"no .wav/.flac files in {folder}; pass a folder of 4-channel FOA recordings")
+        raise InputError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) in {folder}; pass a folder of 4-channel FOA recordings")
     n = config.segment_samples
     index = []
     for path in files:

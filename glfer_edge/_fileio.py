@@ -36,11 +36,9 @@ def check_output(path: str | Path | None, force: bool, flag: str = "--out", fold
     if path is None or str(path) == STDOUT:
         return
     path = Path(path)
-    if folder:
+    if folder:  # the files a verb writes into it are checked one by one
         if path.exists() and not path.is_dir():
             raise InputError(f"{flag} {path} is a file; give a folder name")
-        if path.is_dir() and any(path.iterdir()) and not force:
-            raise InputError(f"{flag} {path} is a folder that is not empty; pass --force to write into it")
         return
     if path.is_dir():
         raise InputError(f"{flag} {path} is a folder; give a file name")

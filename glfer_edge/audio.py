@@ -18,10 +18,11 @@ import numpy as np
 from glfer_edge.config import LABEL_HOP_SECONDS
 from glfer_edge.errors import InputError
 
-__all__ = ["Recording", "load_audio", "check_audio", "resample", "MIN_SECONDS", "FOA_CHANNELS"]
+__all__ = ["Recording", "load_audio", "audio_files", "check_audio", "resample", "MIN_SECONDS", "FOA_CHANNELS", "AUDIO_SUFFIXES"]
 
 FOA_CHANNELS = 4
 MIN_SECONDS = LABEL_HOP_SECONDS
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aiff", ".aif")  # what soundfile decodes; batch runs take these
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,11 @@ def check_audio(audio: np.ndarray, sample_rate: int, name: str = "audio") -> np.
             "repair or re-export the recording"
         )
     return np.ascontiguousarray(audio, dtype=np.float32)
+
+
+def audio_files(folder: str | Path) -> list[Path]:
+    """The audio files of a folder and its subfolders (``AUDIO_SUFFIXES``), sorted by path."""
+    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
 
 
 def load_audio(path: str | Path, sample_rate: int, *, allow_resample: bool = True) -> Recording:

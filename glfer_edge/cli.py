@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from glfer_edge._version import __version__
-from glfer_edge.errors import GlferError
+from glfer_edge.errors import GlferError, missing_extra_message
 
 # name -> one-line help; order is the order of `glfer-edge --help`
 COMMANDS: dict[str, str] = {
@@ -59,6 +59,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args._run(args) or 0)
     except GlferError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:  # a verb's optional extra is not installed
+        message = missing_extra_message(exc, f"glfer-edge {args.command}")
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

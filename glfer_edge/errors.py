@@ -23,6 +23,23 @@ class MissingDependencyError(GlferError, ImportError):
     """An optional dependency (torch, tensorrt, cuda-python) is needed but not installed."""
 
 
+# Optional top-level modules -> the pyproject extra that installs them (glfer-edge[<extra>]).
+EXTRAS: dict[str, str] = {
+    "torch": "torch", "onnx": "torch", "onnxslim": "torch", "onnxconverter_common": "torch",
+    "tensorrt": "trt", "tensorrt_rtx": "trt-rtx", "cuda": "trt", "pycuda": "trt",
+    "matplotlib": "plot", "pytriton": "serve", "tritonclient": "serve", "openvino": "openvino",
+}
+
+
+def missing_extra_message(exc: ModuleNotFoundError, what: str) -> str | None:
+    """The one-line fix for an optional module that is not installed, or None for any other missing module."""
+    module = (exc.name or "").split(".")[0]
+    extra = EXTRAS.get(module)
+    if extra is None:
+        return None
+    return f"{what} needs '{module}', which this install lacks; install it with: pip install 'glfer-edge[{extra}]'"
+
+
 def require(module: str, extra: str, purpose: str):
     """Import an optional module or raise MissingDependencyError with the pip command."""
     import importlib

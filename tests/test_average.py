@@ -104,6 +104,6 @@ def test_cli_writes_the_average_and_refuses_a_bad_output_name(tmp_path, capsys) 
     assert not (tmp_path / "avg.onnx").exists()
     assert main(["average", str(a), str(b), "--out", str(tmp_path / "avg.safetensors")]) == 0
     assert "averaged 2 checkpoints" in capsys.readouterr().out
-    assert main(["info", "--json", "--model", str(tmp_path / "avg.safetensors")]) == 0
+    assert main(["info", "--json", "-", "--model", str(tmp_path / "avg.safetensors")]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["training"] == {"averaged_from": [md.sha256_file(a), md.sha256_file(b)]}

@@ -15,7 +15,7 @@ from glfer_edge.weights import DEFAULT_WEIGHTS, read_config
 
 
 def _info(capsys, *argv: str) -> dict:
-    assert main(["info", "--json", "--model", *argv]) == 0
+    assert main(["info", "--json", "-", "--model", *argv]) == 0
     return json.loads(capsys.readouterr().out)
 
 

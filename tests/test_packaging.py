@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # Modules a deploy-only install (no torch) must import.
@@ -29,8 +31,10 @@ sys.meta_path.insert(0, _NoTorch())
 
 
 def test_no_generic_top_level_modules() -> None:
-    assert importlib.util.find_spec("glfer_edge.export").origin.startswith(str(ROOT / "export"))
-    assert importlib.util.find_spec("glfer_edge.calibration").origin.startswith(str(ROOT / "calibration"))
+    for folder in ("export", "calibration"):  # the user's top-level folders, linked into the one namespace
+        assert (ROOT / "glfer_edge" / folder).resolve() == ROOT / folder
+        origin = Path(importlib.util.find_spec(f"glfer_edge.{folder}").origin).resolve()
+        assert origin == ROOT / folder / "__init__.py"
     for generic in ("export", "calibration"):
         out = subprocess.run(
             [sys.executable, "-c", f"import importlib.util, sys; sys.path.remove(''); print(importlib.util.find_spec('{generic}'))"],
@@ -108,3 +112,26 @@ def test_documented_commands_and_flags_exist() -> None:
             unknown += [f"{doc}: glfer-edge {command} {flag}" for flag in re.findall(r"--[a-z0-9][a-z0-9-]*", rest)
                         if flag not in options]
     assert not unknown, unknown
+
+
+# verb -> (an optional module it needs, the extra that installs it)
+VERB_EXTRAS = [
+    (["export", "--out", "{tmp}/out"], "onnx", "torch"),
+    (["train", "--data", "{tmp}", "--out", "{tmp}/run"], "torch", "torch"),
+    (["build", str(ROOT / "glfer_edge/assets/glfer_small_synth.fp32.onnx"), "--out", "{tmp}/m.engine"], "tensorrt", "trt-rtx"),
+    (["run", "--demo", "--plot", "{tmp}/fig.png"], "matplotlib", "plot"),
+]
+
+
+@pytest.mark.parametrize("argv, module, extra", VERB_EXTRAS, ids=[v[0][0] for v in VERB_EXTRAS])
+def test_a_missing_extra_is_one_line_with_the_pip_command(argv, module, extra, tmp_path) -> None:
+    """The module is made unimportable as on a deploy-only install (sys.modules[name] = None)."""
+    blocked = [module, "tensorrt_rtx"] if module == "tensorrt" else [module]
+    code = (f"import sys\nfor m in {blocked!r}: sys.modules[m] = None\n"
+            f"from glfer_edge.cli import main\nsys.exit(main({[a.format(tmp=tmp_path) for a in argv]!r}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: ") and f"pip install 'glfer-edge[{extra}]'" in lines[-1], out.stderr
+    assert "Traceback" not in out.stderr
+    assert not any(tmp_path.iterdir())  # nothing half-written

@@ -271,14 +271,16 @@ def test_cli_run_writes_what_the_api_computes(artifacts, tmp_path, capsys):
     assert [(r.frame, r.class_idx) for r in got] == [(r.frame, r.class_idx) for r in want] and got
     assert max(r.frame for r in got) == 32  # label frame 33 starts at the end of the 3.3-s audio
     assert (tmp_path / "fig.png").read_bytes()[:4] == b"\x89PNG"
-    assert main([*common, "--json", "--out", str(tmp_path / "events.json")]) == 0
+    assert main([*common, "--json", str(tmp_path / "events.json")]) == 0
     events = json.loads((tmp_path / "events.json").read_text())["events"]
     assert events and {"class_name", "onset", "offset", "azimuth", "elevation", "track_azimuth"} <= set(events[0])
     capsys.readouterr()
-    assert main([*common, "--ref", str(tmp_path / "pred.csv")]) == 0  # scored against itself: perfect
+    assert main([*common, "--json", "-"]) == 0  # '-': the JSON instead of the table, on stdout
+    assert json.loads(capsys.readouterr().out)["events"] == events
+    assert main([*common, "--ref", str(tmp_path / "pred.csv"), "--average", "micro"]) == 0  # against itself: perfect
     scores = capsys.readouterr().out.split("DCASE 2023 metrics, micro averaging")[-1]
     assert "ER20 0.000  F20 100.0%  LE_CD 0.0°  LR_CD 100.0%  SELD 0.000" in scores
-    assert main([*common, "--ref", str(tmp_path / "pred.csv"), "--average", "macro"]) == 0
+    assert main([*common, "--ref", str(tmp_path / "pred.csv")]) == 0  # the edition's default, as in evaluate
     scores = capsys.readouterr().out.split("DCASE 2023 metrics, macro averaging")[-1]
     assert "ER20 0.000" in scores and "F20 100.0%" not in scores  # macro counts the classes absent from the clip
 

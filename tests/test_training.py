@@ -403,7 +403,7 @@ def test_tune_threshold_saves_the_val_best_and_evaluate_then_decides_with_it(tmp
     write_dataset(root, 3, SceneConfig(duration_s=8.0), seed=4, split="val", progress=False)
     tuned = tmp_path / "tuned.safetensors"
     rc = main(["tune-threshold", "--weights", str(default_weights_path()), "--data", str(root),
-               "--candidates", "0.15,0.5,0.85", "--doa-smoothing", "1,5", "--out", str(tuned), "--json",
+               "--candidates", "0.15,0.5,0.85", "--doa-smoothing", "1,5", "--out", str(tuned), "--json", "-",
                "--tta", str(tta)])
     assert rc == 0
     report = json.loads(capsys.readouterr().out)
@@ -425,7 +425,7 @@ def test_tune_threshold_saves_the_val_best_and_evaluate_then_decides_with_it(tmp
     original, saved = load_model(default_weights_path()).state_dict(), load_model(tuned).state_dict()
     assert all(torch.equal(original[k], saved[k]) for k in original)  # only the config changed
     # evaluate decides at the saved threshold without a flag, on the same inference path as the sweep
-    assert main(["evaluate", "--model", str(tuned), "--data", str(root), "--split", "val", "--json",
+    assert main(["evaluate", "--model", str(tuned), "--data", str(root), "--split", "val", "--json", "-",
                  "--tta", str(tta)]) == 0
     scored = json.loads(capsys.readouterr().out)
     row = next(r for r in report["sweep"] if (r["threshold"], r["doa_smoothing"]) == best)

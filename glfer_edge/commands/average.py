@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from glfer_edge._fileio import add_force_argument, check_output
 from glfer_edge.errors import InputError, require
 
 
@@ -12,9 +13,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="two or more .safetensors checkpoints of one model, e.g. the last epochs of "
                              "fine-tuning rounds from one ancestor (their decisions: the first's)")
     parser.add_argument("--out", required=True, help="write the averaged weights here (.safetensors)")
+    add_force_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    check_output(args.out, args.force)
     require("torch", "torch", "weight averaging")
     from glfer_edge.training.average import average_weights
 

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from glfer_edge._fileio import STDOUT, add_json_argument, write_json
+
 if TYPE_CHECKING:
     from glfer_edge.config import SELDConfig
 
@@ -16,7 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, metavar="PATH",
                    help="describe one artifact instead (.safetensors, .onnx, .engine; 'default': the bundled "
                         "model): classes, input, decision settings, provenance; needs no torch")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_json_argument(p, "the table")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,9 +41,10 @@ def run(args: argparse.Namespace) -> int:
             "parameters": c.parameters, "network_gmac": c.network_macs / 1e9, "frontend_gmac": c.frontend_macs / 1e9,
             "gru_gmac": c.gru_macs / 1e9,
         })
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return 0
+    if args.json is not None:
+        write_json(args.json, rows)
+        if args.json == STDOUT:
+            return 0
     print(f"{'preset':<28} {'classes':>7} {'params':>11} {'GMAC/seg':>9} {'frontend':>9} {'GRU':>7}")
     for r in rows:
         print(
@@ -100,9 +103,10 @@ def _describe_model(args: argparse.Namespace) -> int:
 
     path = default_model()[0] if args.model == "default" else args.model
     info = describe_artifact(path)
-    if args.json:
-        print(json.dumps(info, indent=2))
-        return 0
+    if args.json is not None:
+        write_json(args.json, info)
+        if args.json == STDOUT:
+            return 0
     decisions = "; ".join(
         f"{'one view' if views == '1' else f'--tta {views}'}: threshold {d['threshold']:g}, "
         f"DOA smoothing {d['doa_smoothing']} frame(s)"

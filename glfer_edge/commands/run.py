@@ -1,38 +1,43 @@
-"""``glfer-edge run``: detect and localize sound events in a FOA recording (the main job).
+"""``glfer-edge run``: detect and localize sound events in FOA recordings (the main job).
 
 Recordings of any length are cut into model segments (the last one zero-padded; output frames
 that start after the end of the audio are dropped) and run in batches with a progress bar. Events
-are printed as a table; ``--out`` writes DCASE CSV (100-ms frames) or JSON events, ``--plot`` a
-figure like the paper's Fig. 8. ``--demo`` synthesizes a scene, runs on it and scores the result.
-Every failure is one ``error: ...`` line (exit 2) and leaves no output file behind.
+are printed as a table; ``--out`` writes DCASE CSV (100-ms frames, or JSON events for a ``.json``
+name), ``--json PATH`` JSON events (``-``: printed instead of the table), ``--plot`` a figure like
+the paper's Fig. 8. A folder as input runs every audio file in it: ``--out`` (and ``--json``) then
+name folders that get ``<name>.csv`` (``<name>.json``) per recording. ``--demo`` synthesizes a scene,
+runs on it and scores the result. Existing outputs are refused unless ``--force``; every failure is
+one ``error: ...`` line (exit 2) and leaves no output file behind.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
+
+from glfer_edge._fileio import STDOUT, add_force_argument, add_json_argument, check_output
 
 DEMO_SECONDS = 20.0
 DEMO_SEED = 0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("input", nargs="?", type=Path, help="4-channel FOA recording (WAV, FLAC, ...)")
+    parser.add_argument("input", nargs="?", type=Path,
+                        help="4-channel FOA recording (WAV, FLAC, ...), or a folder: every audio file in it")
     parser.add_argument("--model", type=Path, help=".onnx, .engine/.plan or .safetensors (default: bundled demo model)")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     parser.add_argument("--out", type=Path,
-                        help="write predictions: DCASE CSV, or JSON events with --json or a .json name")
-    parser.add_argument("--json", action="store_true", help="JSON events (to --out, else printed instead of the table)")
+                        help="write predictions: DCASE CSV (JSON events for a .json name); a folder for a folder input")
+    add_json_argument(parser, "the events")
     parser.add_argument("--plot", type=Path, help="save a figure of activity, azimuth and elevation (png, pdf, svg)")
     parser.add_argument("--ref", type=Path, help="reference DCASE CSV: drawn on the plot and scored")
     parser.add_argument("--edition", default="2023", choices=("2021", "2022", "2023"),
                         help="DCASE CSV format and metrics (default 2023)")
-    parser.add_argument("--average", default="micro", choices=("micro", "macro"),
-                        help="class averaging of the score against --ref/--demo (default micro: one recording rarely "
-                             "holds every class, and macro scores each class without a correct detection in it at "
-                             "F20 0, LE_CD 180 deg, LR_CD 0)")
+    parser.add_argument("--average", default=None, choices=("micro", "macro"),
+                        help="class averaging of the score against --ref/--demo (default: the edition's, as in "
+                             "evaluate: micro for 2021, macro for 2022+; macro scores each class without a correct "
+                             "detection in the recording at F20 0, LE_CD 180 deg, LR_CD 0)")
     parser.add_argument("--threshold", type=float, default=None,
                         help="SED threshold (default: the model's; for --tta K its K-view one where tuned)")
     parser.add_argument("--median", type=int, default=1, metavar="FRAMES",
@@ -49,29 +54,48 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-resample", action="store_true", help="refuse recordings at another sample rate")
     parser.add_argument("--demo", action="store_true", help="run on a synthetic scene and compare with its labels")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_force_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    from glfer_edge.errors import InputError
+    from glfer_edge.errors import GlferError, InputError
 
     if args.demo == (args.input is not None):
-        raise InputError("pass one input recording, or --demo for a synthetic scene (not both)")
-    _check_args(args)
+        raise InputError("pass one input recording or folder, or --demo for a synthetic scene (not both)")
+    jobs = _check_args(args)
     from glfer_edge.runtime import SELDRuntime
 
     path, note = _model_path(args.model)
     if note:
         _note(note)
+    failed = 0
     with SELDRuntime.open(path, device=args.device) as rt:
         _note(f"model {rt.description}")
-        recording, reference = _demo(rt.config) if args.demo else (_load(args, rt.config), _reference(args))
-        output = _infer(rt, recording, args)
-    _report(output, reference, recording.duration, args)
+        if args.demo:
+            recording, reference = _demo(rt.config)
+            _report(_infer(rt, recording, args), reference, recording.duration, args, args.out, args.json, args.plot)
+            return 0
+        for source, out, json_out in jobs:
+            if len(jobs) > 1:
+                print(f"\n{source}:")
+            try:
+                recording = _load(source, args, rt.config)
+                _report(_infer(rt, recording, args), _reference(args), recording.duration, args, out, json_out,
+                        args.plot)
+            except GlferError as exc:
+                if len(jobs) == 1:
+                    raise
+                failed += 1
+                print(f"error: {exc}", file=sys.stderr)
+    if failed:
+        raise InputError(f"{failed} of {len(jobs)} recordings failed (errors above); the others were written")
     return 0
 
 
-def _check_args(args: argparse.Namespace) -> None:
-    """Refuse bad options, missing inputs and unusable output paths before any work (no model load)."""
+def _check_args(args: argparse.Namespace) -> list[tuple[Path, Path | None, str | None]]:
+    """Refuse bad options, missing inputs and unusable output paths before any work (no model load);
+    returns the (recording, --out file, --json target) of each job."""
+    from glfer_edge.audio import audio_files
     from glfer_edge.channel_swap import tta_transforms
     from glfer_edge.errors import InputError
     from glfer_edge.metrics import check_average
@@ -85,16 +109,43 @@ def _check_args(args: argparse.Namespace) -> None:
     if args.batch is not None and args.batch < 1:
         raise InputError(f"--batch {args.batch} must be at least 1")
     tta_transforms(args.tta)  # refuses a --tta other than 1, 2, 4, 8, 16
-    check_average(args.edition, args.average)
-    if args.input is not None and not args.input.is_file():
-        raise InputError(f"input file {args.input} not found; check the path")
-    for flag, path in (("--out", args.out), ("--plot", args.plot)):
-        if path is not None and path.is_dir():
-            raise InputError(f"{flag} {path} is a folder; give a file name")
+    args.average = check_average(args.edition, args.average)
     if args.plot is not None and args.plot.suffix.lower() not in (".png", ".pdf", ".svg", ".jpg"):
         raise InputError(f"--plot {args.plot}: use a .png, .pdf, .svg or .jpg file name")
     if args.ref is not None and not args.ref.is_file():
         raise InputError(f"reference {args.ref} not found; pass a DCASE metadata CSV")
+    if args.input is not None and args.input.is_dir():
+        return _folder_jobs(args, audio_files(args.input))
+    if args.input is not None and not args.input.exists():
+        raise InputError(f"input file {args.input} not found; check the path")
+    for flag, path in (("--out", args.out), ("--json", args.json), ("--plot", args.plot)):
+        check_output(path, args.force, flag)
+    return [(args.input, args.out, args.json)]
+
+
+def _folder_jobs(args: argparse.Namespace, files: list[Path]) -> list[tuple[Path, Path | None, str | None]]:
+    from glfer_edge.errors import InputError
+
+    if not files:
+        raise InputError(f"{args.input} is a folder without audio files (.wav, .flac, ...); pass a recording or "
+                         "a folder of them")
+    if args.out is None and args.json is None:
+        raise InputError(f"{args.input} is a folder: pass --out DIR (and/or --json DIR) for one result per recording")
+    if args.plot is not None or args.ref is not None:
+        raise InputError("--plot and --ref take one recording; run them on a file, not a folder")
+    for flag, folder in (("--out", args.out), ("--json", args.json)):
+        if folder is not None and str(folder) == STDOUT:
+            raise InputError(f"{flag} - prints one recording's events; give a folder for a folder input")
+        check_output(folder, args.force, flag, folder=True)
+    jobs = []
+    for path in files:
+        stem = path.relative_to(args.input).with_suffix("")
+        out = None if args.out is None else args.out / stem.with_suffix(".csv")
+        json_out = None if args.json is None else str(Path(args.json) / stem.with_suffix(".json"))
+        check_output(out, args.force, "--out")
+        check_output(json_out, args.force, "--json")
+        jobs.append((path, out, json_out))
+    return jobs
 
 
 def _model_path(model: Path | None) -> tuple[Path, str | None]:
@@ -103,12 +154,12 @@ def _model_path(model: Path | None) -> tuple[Path, str | None]:
     return (model, None) if model is not None else default_model()
 
 
-def _load(args: argparse.Namespace, config):
+def _load(path: Path, args: argparse.Namespace, config):
     from glfer_edge.audio import load_audio
 
-    rec = load_audio(args.input, config.features.sample_rate, allow_resample=not args.no_resample)
+    rec = load_audio(path, config.features.sample_rate, allow_resample=not args.no_resample)
     if rec.resampled:
-        _note(f"resampled {args.input.name} from {rec.source_rate} Hz to {rec.sample_rate} Hz (scipy resample_poly)")
+        _note(f"resampled {path.name} from {rec.source_rate} Hz to {rec.sample_rate} Hz (scipy resample_poly)")
     return rec
 
 
@@ -147,7 +198,8 @@ def _infer(rt, recording, args: argparse.Namespace):
     return infer_long(rt, recording.audio, batch_size=args.batch, progress=progress, tta=args.tta)
 
 
-def _report(output, reference, duration: float, args: argparse.Namespace) -> None:
+def _report(output, reference, duration: float, args: argparse.Namespace, out: Path | None, json_out: str | None,
+            plot: Path | None) -> None:
     from glfer_edge import postprocess as pp
 
     cfg = output.config
@@ -160,26 +212,29 @@ def _report(output, reference, duration: float, args: argparse.Namespace) -> Non
     events = pp.events_from_frames(active, sed, doa, output.frame_times, cfg.output_hop_seconds, cfg.class_names)
     rows = pp.outputs_to_rows(sed, doa, cfg, threshold=threshold, median_frames=args.median, doa_smoothing=1,
                               duration=duration)  # doa is smoothed already
-    as_json = args.json or (args.out is not None and args.out.suffix.lower() == ".json")
-    if as_json and args.out is None:
-        print(json.dumps({"events": [e.to_dict() for e in events]}, indent=2))
+    settings = {"threshold": threshold, "doa_smoothing": smoothing, "tta": output.views, "model": cfg.name}
+    if json_out == STDOUT:
+        from glfer_edge._fileio import write_json
+
+        write_json(STDOUT, {"events": [e.to_dict() for e in events], **settings})
     else:
         print(pp.format_events(events))
     if reference is not None:
         _score(reference, rows, cfg, args)
-    if args.out is not None:
-        if as_json:
-            pp.write_events_json(args.out, events, {"threshold": threshold, "doa_smoothing": smoothing,
-                                                    "tta": output.views, "model": cfg.name})
+    if out is not None:
+        if out.suffix.lower() == ".json":
+            pp.write_events_json(out, events, settings)
         else:
-            pp.write_dcase_csv(args.out, rows, edition=args.edition)
-        _note(f"wrote {args.out}")
-    if args.plot is not None:
+            pp.write_dcase_csv(out, rows, edition=args.edition)
+        _note(f"wrote {out}")
+    if json_out not in (None, STDOUT):
+        pp.write_events_json(json_out, events, settings)
+        _note(f"wrote {json_out}")
+    if plot is not None:
         from glfer_edge.plot import plot_seld
 
-        plot_seld(args.plot, active, doa, output.frame_times, cfg.output_hop_seconds, cfg.class_names,
-                  reference=reference)
-        _note(f"wrote {args.plot}")
+        plot_seld(plot, active, doa, output.frame_times, cfg.output_hop_seconds, cfg.class_names, reference=reference)
+        _note(f"wrote {plot}")
 
 
 def _score(reference, rows, cfg, args: argparse.Namespace) -> None:

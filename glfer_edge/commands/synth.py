@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from glfer_edge._fileio import add_force_argument, check_output
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="dataset folder (foa_dev/ and metadata_dev/ go here)")
@@ -17,10 +19,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=1,
                         help="processes that write scenes (default 1); the files do not depend on it")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_force_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from glfer_edge.data.synth import SceneConfig, write_dataset
+    from glfer_edge.errors import InputError
+
+    check_output(args.out, args.force, folder=True)
+    split = args.out / "foa_dev" / args.split
+    if split.is_dir() and any(split.iterdir()) and not args.force:
+        raise InputError(f"--out {args.out} already holds split {args.split!r}; pass --force to replace its scenes, "
+                         "or choose another --split or folder")
 
     config = SceneConfig(duration_s=args.duration, max_polyphony=args.max_polyphony, reverb=not args.dry)
     pairs = write_dataset(args.out, args.n_scenes, config, args.seed, split=args.split, progress=not args.quiet,

@@ -39,14 +39,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="read the training and validation audio into RAM once (1.4 GB per hour of audio) "
                              "instead of each segment from disk; the batches are the same")
     parser.add_argument("--compile", action="store_true",
-                        help="torch.compile the training forward (about 1.8x faster CPU steps after a 2-3 min compile)")
+                        help="torch.compile the training forward (faster steps after a compile of a few minutes)")
     parser.add_argument("--bf16", action="store_true",
                         help="bfloat16 autocast for the training forward (weights, optimizer and validation stay FP32); "
-                             "about 1.5x faster steps on this project's AVX512-BF16 CPU, also with --compile")
+                             "faster steps on CPUs with native bf16 (AVX512-BF16, AMX) and on GPUs, slower on others")
     parser.add_argument("--resume", action="store_true", help="continue from <out>/last.safetensors")
     parser.add_argument("--max-minutes", type=float, default=None,
                         help="stop before an epoch that would end after this many minutes (resume later)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines (train.log still written)")
+    parser.add_argument("--force", action="store_true", help="train into an --out folder that holds another run")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,6 +64,9 @@ def run(args: argparse.Namespace) -> int:
     # A resumed run continues with its own config, a fine-tune starts with its weights' (decision settings
     # included); a --preset beside either must name the same network.
     last = Path(args.out) / "last.safetensors"
+    if last.is_file() and not (args.resume or args.force):
+        raise InputError(f"--out {args.out} holds another training run; pass --resume to continue it, --force to "
+                         "replace it, or choose another folder")
     source = last if args.resume and last.is_file() else args.init_weights
     if source is not None:
         from glfer_edge.weights import read_config

@@ -4,8 +4,8 @@ with the weights."""
 from __future__ import annotations
 
 import argparse
-import json
 
+from glfer_edge._fileio import STDOUT, add_force_argument, add_json_argument, check_output, write_json
 from glfer_edge.errors import InputError, require
 
 
@@ -31,7 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None,
                         help="write the weights with the chosen threshold and DOA smoothing here (.safetensors); "
                              "without it, only report")
-    parser.add_argument("--json", action="store_true", help="print the sweep as JSON")
+    add_json_argument(parser, "the sweep")
+    add_force_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
         DEFAULT_CANDIDATES, DEFAULT_DOA_SMOOTHING, save_with_threshold, sweep_thresholds,
     )
 
+    check_output(args.out, args.force)
+    check_output(args.json, args.force, "--json")
     if args.out is not None and not args.out.endswith(".safetensors"):
         raise InputError(f"--out {args.out}: the weights are written as .safetensors; name the file so")
     if args.out is not None and not args.weights.endswith(".safetensors"):
@@ -53,10 +56,11 @@ def run(args: argparse.Namespace) -> int:
     threshold, frames = sweep.best
     if args.out is not None:
         save_with_threshold(args.weights, args.out, sweep, args.data)
-    if args.json:
-        print(json.dumps({"best": {"threshold": threshold, "doa_smoothing": frames}, "split": sweep.split,
-                          "average": sweep.average, "tta": sweep.tta, "sweep": sweep.table()}, indent=2))
-        return 0
+    if args.json is not None:
+        write_json(args.json, {"best": {"threshold": threshold, "doa_smoothing": frames}, "split": sweep.split,
+                               "average": sweep.average, "tta": sweep.tta, "sweep": sweep.table()})
+        if args.json == STDOUT:
+            return 0
     views = f", test-time augmentation over {sweep.tta} views" if sweep.tta > 1 else ""
     print(f"SED threshold x DOA smoothing sweep on split {sweep.split!r} ({sweep.average} averaging{views})")
     print(f"{'threshold':>9} {'DOA smoothing':>13} {'ER20':>7} {'F20':>7} {'LE_CD':>7} {'LR_CD':>7} {'SELD':>7}")
