@@ -18,7 +18,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["SED_THRESHOLD", "LayerTolerance", "Tolerances", "TOLERANCES", "get_tolerances"]
+__all__ = ["SED_THRESHOLD", "LayerTolerance", "Tolerances", "TOLERANCES", "get_tolerances", "tolerances_for"]
 
 # SED decision threshold at which agreement and active DOA cells are counted when no model config is
 # at hand: the default SELDConfig.sed_threshold, the operating point the INT8 floor was set at.
@@ -77,3 +77,17 @@ def get_tolerances(name_or_file: str) -> Tolerances:
     if isinstance(fields.get("layer"), dict):
         fields["layer"] = LayerTolerance(**fields["layer"])
     return Tolerances(**{"name": path.stem, **fields})
+
+
+def tolerances_for(precision: str) -> Tolerances:
+    """The row an artifact of ``precision`` is checked against: the ``tolerance`` of the form in
+    :data:`glfer_edge.precision.PRECISIONS` with that name or metadata precision, else the row of that name."""
+    from glfer_edge.errors import InputError
+    from glfer_edge.precision import PRECISIONS
+
+    forms = [p for p in PRECISIONS.values() if precision in (p.name, p.metadata)]
+    rows = {p.tolerance for p in forms} or {precision}
+    if len(rows) > 1 or not rows <= TOLERANCES.keys():
+        raise InputError(f"no single tolerance row for precision {precision!r} (rows: {', '.join(TOLERANCES)}); "
+                         "pass --tolerances")
+    return TOLERANCES[rows.pop()]

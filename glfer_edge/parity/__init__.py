@@ -18,12 +18,12 @@ from glfer_edge.parity.task import (
     synth_recordings,
 )
 from glfer_edge.parity.tensors import CHECKS, Check, ParityStats, angular_error_deg, compare_outputs, violations
-from glfer_edge.tolerances import TOLERANCES, LayerTolerance, Tolerances
+from glfer_edge.tolerances import TOLERANCES, LayerTolerance, Tolerances, tolerances_for
 
 __all__ = [
     "ParityStats", "Check", "CHECKS", "angular_error_deg", "compare_outputs", "violations",
     "LabelledScene", "ArtifactSummary", "ParityReport", "SELD_KEYS", "synth_recordings", "dcase_recordings",
     "score_recordings", "compare_artifacts",
     "LayerStat", "LayerReport", "locate_divergence", "render_markdown",
-    "TOLERANCES", "Tolerances", "LayerTolerance",
+    "TOLERANCES", "Tolerances", "LayerTolerance", "tolerances_for",
 ]

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from glfer_edge.errors import InputError
-from glfer_edge.tolerances import TOLERANCES, LayerTolerance
+from glfer_edge.tolerances import LayerTolerance, tolerances_for
 
 __all__ = ["LayerStat", "LayerReport", "locate_divergence"]
 
@@ -115,7 +115,7 @@ def locate_divergence(
     Both graphs run with every shared float tensor marked as an output (in passes that stay within
     ``budget_mb`` of marked tensors each) and onnxruntime's graph optimizations off, so Q/DQ pairs
     and casts run as written (the arithmetic TensorRT is asked for) and no marked tensor is fused
-    away. ``tolerance`` defaults to ``TOLERANCES[precision].layer``, ``precision`` to B's metadata.
+    away. ``tolerance`` defaults to ``tolerances_for(precision).layer``, ``precision`` to B's metadata.
     """
     import onnx
 
@@ -129,7 +129,7 @@ def locate_divergence(
         if precision is None:
             meta = {p.key: p.value for p in mb.metadata_props}
             precision = config_from_metadata(meta, b)[1] if meta else "fp32"
-        tolerance = TOLERANCES[precision].layer
+        tolerance = tolerances_for(precision).layer
         if tolerance is None:
             raise InputError(f"the {precision} tolerances have no per-layer bound; pass a LayerTolerance")
     in_b = _counterparts(mb.graph)

@@ -22,7 +22,7 @@ from glfer_edge.config import SELDConfig
 from glfer_edge.data.dcase import LabelRow
 from glfer_edge.errors import InputError
 from glfer_edge.parity.tensors import ParityStats, compare_outputs, violations
-from glfer_edge.tolerances import TOLERANCES, Tolerances
+from glfer_edge.tolerances import Tolerances, tolerances_for
 
 if TYPE_CHECKING:
     from glfer_edge.metrics import SELDResult
@@ -179,7 +179,7 @@ def compare_artifacts(
     device: str = "cpu",
     with_seld: bool = True,
 ) -> ParityReport:
-    """Run A (reference) and B on the same recordings; tolerances default to the set named by B's precision."""
+    """Run A (reference) and B on the same recordings; tolerances default to the row of B's precision."""
     if not recordings:
         raise InputError("no recordings to compare on; pass --synth N or a --data folder with recordings")
     out_a = _run(a, recordings, batch=batch, device=device)
@@ -191,7 +191,7 @@ def compare_artifacts(
             f"{ca.model.num_classes} classes vs {cb.segment_seconds:g}-s, {cb.model.num_classes}); "
             "export both from the same weights and segment length"
         )
-    tol = tolerances or TOLERANCES[out_b.summary.precision]
+    tol = tolerances or tolerances_for(out_b.summary.precision)
     stats = compare_outputs(
         np.concatenate(out_a.sed), np.concatenate(out_a.doa), np.concatenate(out_b.sed), np.concatenate(out_b.doa),
         threshold=ca.sed_threshold,

@@ -17,7 +17,8 @@ import pytest
 
 from glfer_edge import parity
 from glfer_edge.cli import main
-from glfer_edge.tolerances import TOLERANCES
+from glfer_edge.errors import InputError
+from glfer_edge.tolerances import TOLERANCES, LayerTolerance, Tolerances, get_tolerances, tolerances_for
 
 # int8-cpu: onnxruntime's CPU form of the INT8 artifact (metadata precision int8, same tolerances)
 BACKENDS = [("onnxruntime", "fp32"), ("onnxruntime", "fp16"), ("onnxruntime", "int8"), ("onnxruntime", "int8-cpu"),
@@ -45,6 +46,21 @@ def _artifact(backend: str, precision: str, artifacts: dict[str, Path], tmp_path
     engine = tmp_path / f"model.{precision}.engine"
     build_engine(artifacts[precision], engine, batch=(1, 4, 4), progress=False)
     return engine
+
+
+def test_every_precision_names_one_tolerance_row_with_layer_bounds(tmp_path):
+    from glfer_edge.precision import PRECISIONS
+
+    for form in PRECISIONS.values():
+        row = TOLERANCES[form.tolerance]
+        assert tolerances_for(form.name) is row and tolerances_for(form.metadata) is row
+        assert row.layer is not None  # --per-layer works for every form
+    with pytest.raises(InputError, match="--tolerances"):
+        tolerances_for("bf16")
+    custom = tmp_path / "loose.json"
+    custom.write_text(json.dumps({"sed_max_abs": 0.5, "layer": {"rel_max": 0.2, "cosine_min": 0.9}}))
+    assert get_tolerances(str(custom)) == Tolerances(
+        "loose", sed_max_abs=0.5, layer=LayerTolerance(rel_max=0.2, cosine_min=0.9))
 
 
 @pytest.mark.parametrize(("backend", "precision"), BACKENDS, ids=[f"{b}-{p}" for b, p in BACKENDS])
