@@ -77,6 +77,11 @@ def result_names(edition: str) -> tuple[str, ...]:
     return _NAMES.get(check_edition(edition), _NAMES_SEGMENT)
 
 
+def headline_order(edition: str) -> tuple[str, ...]:
+    """Official names in reporting order: 2024 leads with its challenge metrics F, AE, RDE and SELD."""
+    return ("F", "AE", "RDE", "SELD", "ER", "LR", "DE") if check_edition(edition) == "2024" else _NAMES_SEGMENT
+
+
 @dataclass(frozen=True)
 class SELDCounts:
     """Raw counters: per-class tuples (length C), then the pooled S, D, I."""
@@ -152,8 +157,7 @@ class SELDResult:
     def scores(self) -> dict[str, float]:
         """The headline numbers by their DCASE names (2024: F20, AE_CD, RDE_CD and SELD first)."""
         v = self.values()
-        order = ("F", "AE", "RDE", "SELD", "ER", "LR", "DE") if self.edition == "2024" else _NAMES_SEGMENT
-        return {DCASE_NAMES[k]: v[k] for k in order}
+        return {DCASE_NAMES[k]: v[k] for k in headline_order(self.edition)}
 
     def describe(self) -> str:
         """One line: the edition's scoring rules as applied (printed with every result)."""
@@ -676,7 +680,9 @@ def _checked(meta: MetadataFile, path: Path, edition: str, num_classes: int) -> 
         )
     for row, line in zip(meta.rows, meta.row_lines):
         if row.class_idx < 0:
-            raise InputError(f"{path} line {line}: negative class index {row.class_idx}; classes are 0-{num_classes - 1}")
+            raise InputError(
+                f"{path} line {line}: negative class index {row.class_idx}; classes are 0-{num_classes - 1}"
+            )
         if row.class_idx >= num_classes:
             hint = " (STARSS22/23 labels have 13 classes)" if edition == "2021" and row.class_idx < 13 else ""
             raise InputError(

@@ -141,10 +141,10 @@ def _cell(name: str, value: float | None) -> str:
 
 def format_result(result) -> str:
     """The printed report: the edition's rules, the headline table, intervals, class-wise rows, notes."""
-    from glfer_edge.metrics import DCASE_NAMES
+    from glfer_edge.metrics import DCASE_NAMES, headline_order
 
     values = result.values()
-    order = ("F", "AE", "RDE", "SELD", "ER", "LR", "DE") if result.edition == "2024" else ("ER", "F", "LE", "LR", "SELD")
+    order = headline_order(result.edition)
     lines = [result.describe(), " ".join(f"{DCASE_NAMES[k]:>8}" for k in order),
              " ".join(_cell(k, values[k]) for k in order)]
     if result.ci is not None:

@@ -206,6 +206,7 @@ def edge_cases(edition: str) -> list[dict]:
     c_out = 12 if edition == "2021" else 13
     base_ref = "".join(_ref(edition, f, 1, 30) for f in range(25))
     base_pred = "".join(_pred(edition, f, 1, 33) for f in range(2, 25))
+    polar_pred = "".join(f"{f},1,0,33,0\n" for f in range(25))  # frame,class,track,azi,ele: no distance
     cases = [
         # only reference row in its last frame, which 2022+ drop: Nref = 0, ER = insertions / eps
         ("nref_zero_with_predictions", {"a.csv": _ref(edition, 10, 1, 30)}, {"a.csv": _pred(edition, 5, 1, 30)},
@@ -221,8 +222,7 @@ def edge_cases(edition: str) -> list[dict]:
     if edition == "2024":
         cases += [
             # prediction without distance meeting a reference: AssertionError in the official metrics
-            ("prediction_without_distance", {"a.csv": base_ref}, {"a.csv": "".join(f"{f},1,0,33,0\n" for f in range(25))},
-             "refuse", False),
+            ("prediction_without_distance", {"a.csv": base_ref}, {"a.csv": polar_pred}, "refuse", False),
             # reference at 0 cm: relative error divides by eps
             ("reference_distance_zero", {"a.csv": "".join(_ref(edition, f, 1, 30, cm=0) for f in range(12))},
              {"a.csv": "".join(_pred(edition, f, 1, 31, m=1.0) for f in range(12))}, "equal", False),
@@ -238,8 +238,7 @@ def edge_cases(edition: str) -> list[dict]:
         ]
     else:
         # polar predictions: 2021 reads them as Cartesian (x = azimuth...), 2022/2023 crash (IndexError)
-        cases.append(("polar_predictions", {"a.csv": base_ref}, {"a.csv": "".join(f"{f},1,0,33,0\n" for f in range(25))},
-                      "scored", False))
+        cases.append(("polar_predictions", {"a.csv": base_ref}, {"a.csv": polar_pred}, "scored", False))
     return [{"id": f"{edition}-edge-{name}", "tags": ["edge", name], "expect": expect, "jackknife": jack,
              "refs": refs, "preds": preds} for name, refs, preds, expect, jack in cases]
 
