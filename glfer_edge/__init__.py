@@ -31,6 +31,8 @@ _LAZY = {
     "SELDMetrics": "glfer_edge.metrics",
     "evaluate_folders": "glfer_edge.metrics",
     "compare_outputs": "glfer_edge.parity",
+    "Precision": "glfer_edge.precision",
+    "PRECISIONS": "glfer_edge.precision",
 }
 
 __all__ = [

@@ -1,8 +1,9 @@
 """A figure like the paper's Fig. 8: SED activity per class, then azimuth and elevation over time.
 
-Predictions are coloured by class; a reference (DCASE rows, 100-ms frames) is drawn over them in
-black (thin bars for activity, crosses for directions). Uses matplotlib's object API with the Agg
-canvas, so no display and no global pyplot state are needed.
+Predictions are coloured by class, with a legend of the classes present beside the direction panels;
+a reference (DCASE rows, 100-ms frames) is drawn over them in black (thin bars for activity, crosses for
+directions). Uses matplotlib's object API with the Agg canvas, so no display and no global pyplot state
+are needed.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from glfer_edge.config import LABEL_HOP_SECONDS
 from glfer_edge.errors import require
 from glfer_edge.postprocess import doa_to_angles
 
-__all__ = ["plot_seld"]
+__all__ = ["plot_seld", "seld_figure"]
 
 
 def plot_seld(
@@ -32,6 +33,24 @@ def plot_seld(
     title: str | None = None,
 ) -> Path:
     """Save the figure of decisions ``active`` (T, C) and ``doa`` (T, C, 3); format from the suffix."""
+    fig = seld_figure(active, doa, frame_times, hop_seconds, class_names, reference=reference, title=title)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=path.suffix.lstrip(".").lower() or "png", dpi=110)
+    return path
+
+
+def seld_figure(
+    active: np.ndarray,
+    doa: np.ndarray,
+    frame_times: np.ndarray,
+    hop_seconds: float,
+    class_names: Sequence[str],
+    *,
+    reference: Sequence | None = None,
+    title: str | None = None,
+):
+    """The matplotlib Figure of :func:`plot_seld`: activity, azimuth and elevation panels."""
     require("matplotlib", "plot", "--plot")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -63,10 +82,10 @@ def plot_seld(
     for ax in (sed_ax, az_ax, el_ax):
         ax.grid(alpha=0.3)
     sed_ax.set_title((title or "SELD predictions") + (" (black: reference)" if reference else ""))
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=path.suffix.lstrip(".").lower() or "png", dpi=110)
-    return path
+    if az_ax.get_legend_handles_labels()[0]:  # the colours of the direction panels: one entry per class shown
+        az_ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, markerscale=2, frameon=False,
+                     title="class", title_fontsize=8)
+    return fig
 
 
 def _color(c: int) -> tuple[float, ...]:

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from glfer_edge._fileio import STDOUT, add_json_argument, write_json
+from glfer_edge._fileio import STDOUT, add_force_argument, add_json_argument, check_output, write_json
 
 if TYPE_CHECKING:
     from glfer_edge.config import SELDConfig
@@ -19,9 +19,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="describe one artifact instead (.safetensors, .onnx, .engine; 'default': the bundled "
                         "model): classes, input, decision settings, provenance; needs no torch")
     add_json_argument(p, "the table")
+    add_force_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:
+    check_output(args.json, args.force, "--json")
     if args.model is not None:
         return _describe_model(args)
     from glfer_edge.config import PRESETS, get_preset

@@ -25,7 +25,8 @@ DEMO_SEED = 0
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", nargs="?", type=Path,
                         help="4-channel FOA recording (WAV, FLAC, ...), or a folder: every audio file in it")
-    parser.add_argument("--model", type=Path, help=".onnx, .engine/.plan or .safetensors (default: bundled demo model)")
+    parser.add_argument("--model", type=Path,
+                        help=".onnx, .engine/.plan or .safetensors (default, or 'default': the bundled demo model)")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     parser.add_argument("--out", type=Path,
                         help="write predictions: DCASE CSV (JSON events for a .json name); a folder for a folder input")
@@ -149,9 +150,9 @@ def _folder_jobs(args: argparse.Namespace, files: list[Path]) -> list[tuple[Path
 
 
 def _model_path(model: Path | None) -> tuple[Path, str | None]:
-    from glfer_edge.runtime.seld import default_model
+    from glfer_edge.runtime.seld import DEFAULT_NAME, default_model
 
-    return (model, None) if model is not None else default_model()
+    return (model, None) if model is not None and str(model) != DEFAULT_NAME else default_model()
 
 
 def _load(path: Path, args: argparse.Namespace, config):

@@ -24,13 +24,17 @@ from typing import Any
 import numpy as np
 
 from glfer_edge.config import SELDConfig
-from glfer_edge.errors import ArtifactError
+from glfer_edge.errors import ArtifactError, InputError
 from glfer_edge.runtime.artifact import artifact_kind
 from glfer_edge.runtime.base import Backend, SELDOutput, output_frame_times, validate_audio
+from glfer_edge.runtime.options import RuntimeOptions, check_options
 from glfer_edge import weights as _weights
 
-__all__ = ["SELDRuntime", "default_model", "DEFAULT_ONNX"]
+__all__ = ["SELDRuntime", "default_model", "DEFAULT_NAME", "DEFAULT_ONNX", "ONNX_BACKENDS"]
 
+ONNX_BACKENDS = ("onnxruntime", "openvino")  # what SELDRuntime.open(backend=...) accepts for an .onnx file
+
+DEFAULT_NAME = "default"  # what open(), --model and info accept for the bundled demo model
 DEFAULT_ONNX = _weights.DEFAULT_WEIGHTS.with_suffix(".fp32.onnx")  # exported from the bundled weights
 
 
@@ -67,31 +71,51 @@ class SELDRuntime:
     @classmethod
     def open(
         cls, path: str | Path | None = None, device: str = "cpu", providers: Any = None, *,
-        threads: int | None = None, cuda_graph: bool = False,
+        threads: int | None = None, cuda_graph: bool = False, backend: str | None = None,
+        options: RuntimeOptions | None = None,
     ) -> "SELDRuntime":
-        """Load ``path`` (None: the bundled demo model) on ``device`` ('cpu', 'cuda', 'cuda:N').
+        """Load ``path`` (None or ``"default"``: the bundled demo model) on ``device`` ('cpu', 'cuda', 'cuda:N').
 
         The suffix picks the backend: .safetensors -> torch, .onnx -> onnxruntime (``providers``
-        overrides the execution providers; ``threads`` sets its intra-op threads), .engine/.plan ->
-        TensorRT (always on a GPU: device 'cpu' means CUDA device 0; ``cuda_graph`` replays a captured
-        CUDA graph per batch size).
+        overrides the execution providers), .engine/.plan -> TensorRT (always on a GPU: device 'cpu'
+        means CUDA device 0; ``cuda_graph`` replays a captured CUDA graph per batch size).
+        ``backend="openvino"`` runs an .onnx file with OpenVINO on the CPU instead (extra ``openvino``).
+        ``threads`` sets the intra-op threads of torch, onnxruntime and OpenVINO. ``options``
+        (:class:`~glfer_edge.runtime.options.RuntimeOptions`) holds the per-backend settings: graph
+        optimization level and profiling (onnxruntime), torch.compile and FP16 autocast (torch), compute
+        precision, hints, streams, static batch and cache folder (OpenVINO); a setting the chosen backend
+        does not have is refused.
         """
-        path = default_model()[0] if path is None else Path(path)
+        path = default_model()[0] if path is None or str(path) == DEFAULT_NAME else Path(path)
         kind = artifact_kind(path)
-        backend: Backend
+        if backend is not None and backend != kind:
+            if not (kind == "onnxruntime" and backend in ONNX_BACKENDS):
+                allowed = ONNX_BACKENDS if kind == "onnxruntime" else (kind,)
+                raise InputError(f"backend {backend!r} cannot run {path.name} ({path.suffix} files run on "
+                                 f"{' or '.join(allowed)}); drop backend= or pass a model it runs")
+            kind = backend
+        options = options or RuntimeOptions()
+        check_options(options, kind)
+        impl: Backend
         if kind == "torch":
             from glfer_edge.runtime.reference import TorchBackend
 
-            backend = TorchBackend(path, device=device)
+            impl = TorchBackend(path, device=device, threads=threads, options=options)
         elif kind == "onnxruntime":
             from glfer_edge.runtime.ort import OrtBackend
 
-            backend = OrtBackend(path, device=device, providers=providers, threads=threads)
+            impl = OrtBackend(path, device=device, providers=providers, threads=threads, options=options)
+        elif kind == "openvino":
+            from glfer_edge.runtime.openvino import OpenVINOBackend
+
+            if providers is not None:
+                raise InputError("providers= are onnxruntime's; drop them with backend='openvino'")
+            impl = OpenVINOBackend(path, device=device, threads=threads, options=options)
         else:
             from glfer_edge.runtime.trt import TensorRTBackend
 
-            backend = TensorRTBackend(path, device=device, cuda_graph=cuda_graph)
-        return cls(backend, path)
+            impl = TensorRTBackend(path, device=device, cuda_graph=cuda_graph)
+        return cls(impl, path)
 
     # -- the model's contract ------------------------------------------------------------------
     @property
