@@ -18,22 +18,11 @@ from glfer_edge.config import LABEL_HOP_SECONDS
 from glfer_edge.errors import require
 from glfer_edge.postprocess import doa_to_angles
 
-__all__ = ["plot_seld", "seld_figure"]
+__all__ = ["seld_figure", "save_figure"]
 
 
-def plot_seld(
-    path: str | Path,
-    active: np.ndarray,
-    doa: np.ndarray,
-    frame_times: np.ndarray,
-    hop_seconds: float,
-    class_names: Sequence[str],
-    *,
-    reference: Sequence | None = None,
-    title: str | None = None,
-) -> Path:
-    """Save the figure of decisions ``active`` (T, C) and ``doa`` (T, C, 3); format from the suffix."""
-    fig = seld_figure(active, doa, frame_times, hop_seconds, class_names, reference=reference, title=title)
+def save_figure(fig, path: str | Path) -> Path:
+    """Write a figure atomically; the format comes from the suffix (png, pdf, svg, jpg)."""
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=path.suffix.lstrip(".").lower() or "png", dpi=110)
@@ -50,7 +39,7 @@ def seld_figure(
     reference: Sequence | None = None,
     title: str | None = None,
 ):
-    """The matplotlib Figure of :func:`plot_seld`: activity, azimuth and elevation panels."""
+    """The figure of decisions ``active`` (T, C) and ``doa`` (T, C, 3): activity, azimuth and elevation panels."""
     require("matplotlib", "plot", "--plot")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure

@@ -232,9 +232,10 @@ def _report(output, reference, duration: float, args: argparse.Namespace, out: P
         pp.write_events_json(json_out, events, settings)
         _note(f"wrote {json_out}")
     if plot is not None:
-        from glfer_edge.plot import plot_seld
+        from glfer_edge.plot import save_figure, seld_figure
 
-        plot_seld(plot, active, doa, output.frame_times, cfg.output_hop_seconds, cfg.class_names, reference=reference)
+        save_figure(seld_figure(active, doa, output.frame_times, cfg.output_hop_seconds, cfg.class_names,
+                                reference=reference), plot)
         _note(f"wrote {plot}")
 
 
