@@ -55,11 +55,11 @@ TOLERANCES: dict[str, Tolerances] = {
         Tolerances("fp32", sed_max_abs=1e-4, doa_max_abs=1e-4,
                    layer=LayerTolerance(rel_max=1e-4, cosine_min=0.9999)),
         # FP16 storage rounds every tensor (~5e-4 relative each, growing with depth): SED within
-        # 1e-2, DOA judged by angle (vector norms are not used by the tracker).
+        # 1e-2, DOA judged by its mean angular error on active cells (direction, not vector norm).
         Tolerances("fp16", sed_max_abs=1e-2, doa_angle_mean_max_deg=1.0,
                    layer=LayerTolerance(rel_max=1e-2, cosine_min=0.999)),
-        # INT8 Q/DQ of activations and weights (~1-5 % per tensor, accumulating with depth): judged on the task,
-        # decisions, DOA angle and SELD error, not on raw values.
+        # INT8 Q/DQ of activations and weights (~1-5 % per tensor, accumulating with depth): judged on
+        # the task (SED decisions, DOA angle, SELD error against the labels), not on raw values.
         Tolerances("int8", sed_agreement_min=0.97, doa_angle_mean_max_deg=5.0, seld_delta_max=0.03,
                    layer=LayerTolerance(rel_max=0.15, cosine_min=0.99)),
     )
