@@ -345,7 +345,8 @@ def worker_trt_run(binding: str, engine: str) -> None:
     status = graphed.graph_status
     if binding == "cuda-python":
         ok = status.startswith("on") and worst <= 1e-6
-        print(f"{'PASS' if ok else 'FAIL'} graph-trt[{binding}]: graph_status '{status}', replay vs plain max |diff| {worst:.2g}")
+        print(f"{'PASS' if ok else 'FAIL'} graph-trt[{binding}]: graph_status '{status}', "
+              f"replay vs plain max |diff| {worst:.2g}")
     else:
         print(f"{'PASS' if status.startswith('off') else 'FAIL'} graph-trt[{binding}]: graph_status '{status}'")
     out: list = []
@@ -416,10 +417,10 @@ def check_tensorrt(args: argparse.Namespace, scratch: Path, usable: dict[str, li
     if not flavours:
         report("SKIP", "tensorrt", "neither tensorrt nor tensorrt_rtx is importable: engine build and parity not run")
         return
-    if "cuda-python" not in usable:
+    if not usable:
         report("SKIP", "tensorrt", "no CUDA binding sees a device (see the diagnosis lines)")
         return
-    env = env_with(usable["cuda-python"])
+    env = env_with([path for paths in usable.values() for path in paths])  # what the builds' open_cuda() finds
     report("PASS", "tensorrt", ", ".join(flavours) + " importable")
     artifacts: dict[str, str] = {}
     reference = ""
@@ -477,9 +478,9 @@ def main() -> int:
     parser.add_argument("--wheels", type=Path, default=ROOT / ".whl", help="local wheels for pip (--find-links)")
     args = parser.parse_args()
     t0 = time.perf_counter()
-    print(f"device_check: python {sys.version.split()[0]}, {os.uname().machine}, "
-          f"{Path('/etc/nv_tegra_release').read_text().split(',')[0] if Path('/etc/nv_tegra_release').is_file() else 'not a Jetson'}",
-          flush=True)
+    tegra = Path("/etc/nv_tegra_release")
+    jetson = tegra.read_text().split(",")[0].strip() if tegra.is_file() else "not a Jetson"
+    print(f"device_check: python {sys.version.split()[0]}, {os.uname().machine}, {jetson}", flush=True)
     with tempfile.TemporaryDirectory(prefix="glfer-device-check-") as tmp:
         scratch = Path(tmp)
         usable = check_bindings(args, scratch)

@@ -93,7 +93,8 @@ def diagnose_driver(
         error is not None and driver_version // 1000 < bindings_version // 1000
     ):
         if binding == "pycuda":
-            fix = "upgrade the NVIDIA driver, or rebuild pycuda against this machine's CUDA (pip install --no-binary pycuda pycuda)"
+            fix = ("upgrade the NVIDIA driver, or rebuild pycuda against this machine's CUDA "
+                   "(pip install --no-binary pycuda pycuda)")
         elif bindings_version // 1000 >= 13 and driver_version // 1000 == 12:
             fix = "pip install 'cuda-bindings<13'"  # 12.9 runs on every CUDA 12 driver
         else:

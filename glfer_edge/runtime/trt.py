@@ -92,7 +92,9 @@ class TensorRTBackend(Backend):
         self._device_index = index = 0 if device == "cpu" else parse_device(device)
         status = self._cuda.driver_status()
         if status.devices <= index:
-            why = status.problem or f"only {status.devices} CUDA device(s) visible; pass --device cuda:N with N < {status.devices}"
+            why = status.problem or (
+                f"only {status.devices} CUDA device(s) visible; pass --device cuda:N with N < {status.devices}"
+            )
             raise CudaError(f"engine {path} needs CUDA device {index}: {why}")
         gpu = self._cuda.device_info(index)
         check_sidecar(sidecar, path, self._trt, gpu)
