@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from glfer_edge.export.onnx_meta import onnx_config, read_onnx_metadata
 from glfer_edge.precision import DEFAULT_EXPORT, PRECISIONS, artifact_name, get_precision
 
 if TYPE_CHECKING:
@@ -23,6 +22,19 @@ __all__ = [
     "export_onnx", "export_artifacts", "ExportConfig", "CalibrationConfig", "ExportResult", "read_onnx_metadata",
     "onnx_config",
 ]
+
+# onnx-backed names load on first use: the TensorRT builder (glfer_edge.export.trt_build) runs on Jetson
+# deploy installs, which have TensorRT and onnxruntime but not onnx.
+_LAZY = {"onnx_config": "glfer_edge.export.onnx_meta", "read_onnx_metadata": "glfer_edge.export.onnx_meta"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'glfer_edge.export' has no attribute {name!r}")
+
 
 MAX_FOLDER_SEGMENTS = 512  # a larger calibration folder is subsampled (seed-deterministic)
 

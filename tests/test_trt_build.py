@@ -271,8 +271,6 @@ def test_opening_an_engine_without_a_usable_gpu_names_the_cause(built):
     assert message == f"engine {built[0]} needs CUDA device 0: {status.problem}" and "\n" not in message
 
 
-@pytest.mark.xfail(strict=True, reason="glfer_edge/export/__init__.py imports onnx_meta (and so onnx) at import time; "
-                   "glfer-edge build runs on Jetson deploy installs that have onnxruntime but not onnx")
 def test_builder_imports_on_a_deploy_install():
     """Engines are built on the device (standard TensorRT builds for its own GPU): the builder must
     import with the deploy dependencies, i.e. without torch and without onnx."""
