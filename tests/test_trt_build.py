@@ -55,6 +55,13 @@ def built(tmp_path_factory):
     return out, json.loads(out.with_name("tiny.engine.json").read_text()), stdout.getvalue(), trt
 
 
+def test_an_existing_engine_is_kept_without_force(built, capsys):
+    engine = built[0]
+    before = engine.read_bytes()
+    assert main(["build", str(session_artifacts().onnx), "--out", str(engine)]) == 2
+    assert "exists; pass --force" in capsys.readouterr().err and engine.read_bytes() == before
+
+
 def test_build_writes_a_raw_plan_and_a_complete_sidecar(built):
     engine, side, stdout, trt = built
     art = session_artifacts()

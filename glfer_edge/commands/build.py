@@ -11,6 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from glfer_edge._fileio import add_force_argument, check_output
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("onnx", type=Path, help="ONNX artifact from 'glfer-edge export' (fp32, fp16 or int8)")
@@ -22,6 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workspace-mb", type=int, help="builder workspace limit in MiB (default: TensorRT's)")
     parser.add_argument("--flavour", choices=("tensorrt", "tensorrt_rtx"), help="TensorRT package to use")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_force_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or args.onnx.with_suffix(".engine")
     if out.suffix not in (".engine", ".plan"):
         raise InputError(f"--out {out}: name the engine *.engine or *.plan so that glfer-edge run can open it")
+    check_output(out, args.force)
     result = build_engine(
         args.onnx, out, batch=batch, timing_cache=args.timing_cache, workspace_mb=args.workspace_mb,
         flavour=args.flavour, progress=not args.quiet and sys.stderr.isatty(),
