@@ -24,6 +24,8 @@ _PASS_THROUGH = ("QuantizeLinear", "DequantizeLinear", "Cast")
 
 @dataclass(frozen=True)
 class LayerStat:
+    """B's error against A on one shared intermediate tensor."""
+
     index: int  # position of the producing node in A's topological order
     node: str
     op_type: str
@@ -36,6 +38,8 @@ class LayerStat:
 
 @dataclass(frozen=True)
 class LayerReport:
+    """Every shared tensor in A's topological order and the first one outside the layer tolerance."""
+
     tolerance: LayerTolerance
     layers: tuple[LayerStat, ...]  # every compared tensor, topological order
     first: LayerStat | None  # first divergent layer, None when all within tolerance
