@@ -21,9 +21,10 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("torch")  # exporting needs the build-time extra
 
 from glfer_edge.cli import main
-from glfer_edge.export import ARTIFACTS
+from glfer_edge.precision import PRECISIONS, artifact_name
 
 SEGMENT_S = 1.0  # tiny preset, 1-s segments: 5 output frames
+ORT_FORMS = [p.name for p in PRECISIONS.values() if "onnxruntime" in p.backends]  # every form, today
 
 # What a user's first call does: no SessionOptions, CPU provider, one batch of audio.
 OPEN_AND_RUN = """
@@ -58,15 +59,15 @@ def crash_message(path, proc: subprocess.CompletedProcess) -> str:
 def exported(request, tmp_path_factory):
     """Every artifact form, written by ``glfer-edge export`` (dynamic batch and ``--single-batch``)."""
     out = tmp_path_factory.mktemp("ort_default") / "artifacts"
-    args = ["export", "--preset", "tiny", "--out", str(out), "--precision", *ARTIFACTS, "--segment-seconds",
+    args = ["export", "--preset", "tiny", "--out", str(out), "--precision", *ORT_FORMS, "--segment-seconds",
             str(SEGMENT_S), "--calib-synth", "8", "--report-scenes", "0", "--quiet"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # random weights, 8 calibration segments: only the graphs matter here
         assert main([*args, "--single-batch"] if request.param else args) == 0
-    return {p: out / f"model.{p}.onnx" for p in ARTIFACTS}, 1 if request.param else 2  # paths, batch fed
+    return {p: out / artifact_name(p) for p in ORT_FORMS}, 1 if request.param else 2  # paths, batch fed
 
 
-@pytest.mark.parametrize("precision", ARTIFACTS)
+@pytest.mark.parametrize("precision", ORT_FORMS)
 def test_artifact_runs_at_onnxruntime_default_level(exported, precision):
     paths, batch = exported
     path = paths[precision]
