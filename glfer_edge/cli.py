@@ -28,6 +28,8 @@ COMMANDS: dict[str, str] = {
     "build": "build a TensorRT engine from a typed ONNX artifact",
     "parity": "compare two artifacts (weights, ONNX, engines) against tolerances",
     "bench": "benchmark latency and throughput across backends",
+    "serve": "serve a model on NVIDIA Triton (HTTP/gRPC, dynamic batching, streams as sequences)",
+    "export-triton": "write a Triton model repository (python, onnx and tensorrt forms) for a model",
 }
 
 

@@ -28,6 +28,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path,
                         help=".onnx, .engine/.plan or .safetensors (default, or 'default': the bundled demo model)")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    parser.add_argument("--backend", choices=("onnxruntime", "openvino"), default=None,
+                        help="runtime for an .onnx model (default onnxruntime; openvino: pip install 'glfer-edge[openvino]')")
+    parser.add_argument("--server", metavar="URL",
+                        help="infer on a glfer-edge Triton server instead (http://host:8000 or grpc://host:8001; "
+                             "glfer-edge serve): same events as in-process")
     parser.add_argument("--out", type=Path,
                         help="write predictions: DCASE CSV (JSON events for a .json name); a folder for a folder input")
     add_json_argument(parser, "the events")
@@ -64,13 +69,21 @@ def run(args: argparse.Namespace) -> int:
     if args.demo == (args.input is not None):
         raise InputError("pass one input recording or folder, or --demo for a synthetic scene (not both)")
     jobs = _check_args(args)
-    from glfer_edge.runtime import SELDRuntime
+    if args.server is not None:
+        if args.model is not None:
+            raise InputError("--server runs the server's model; drop --model (or run without --server)")
+        from glfer_edge.serve.client import SELDClient
 
-    path, note = _model_path(args.model)
-    if note:
-        _note(note)
+        opened = SELDClient(args.server)
+    else:
+        from glfer_edge.runtime import SELDRuntime
+
+        path, note = _model_path(args.model)
+        if note:
+            _note(note)
+        opened = SELDRuntime.open(path, device=args.device, backend=args.backend)
     failed = 0
-    with SELDRuntime.open(path, device=args.device) as rt:
+    with opened as rt:
         _note(f"model {rt.description}")
         if args.demo:
             recording, reference = _demo(rt.config)

@@ -1,0 +1,64 @@
+"""``glfer-edge export-triton``: a Triton model repository for a glfer-edge artifact.
+
+Forms (``--forms``; default every form the inputs allow): ``python`` (``glfer`` and ``glfer_stream``,
+Python-backend models running the artifact through SELDRuntime, fused frontend and event decoding
+included; Triton's Python needs ``pip install glfer-edge``), ``onnx`` (``glfer_onnx`` on Triton's
+onnxruntime backend, at the graph optimization level glfer-edge's sessions use) and ``tensorrt``
+(``glfer_trt``, for an engine; the config names the TensorRT version it was built with). Every
+``config.pbtxt`` is checked against Triton's ModelConfig schema before it is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from glfer_edge._fileio import add_force_argument, check_output
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", type=Path, help=".onnx, .engine/.plan or .safetensors (default: the bundled demo model)")
+    parser.add_argument("--engine", type=Path, help="a TensorRT engine built from --model: adds the tensorrt form")
+    parser.add_argument("--out", type=Path, required=True, help="repository folder to write")
+    parser.add_argument("--forms", nargs="+", choices=("python", "onnx", "tensorrt"),
+                        help="forms to write (default: every form --model/--engine allow)")
+    parser.add_argument("--max-batch-size", type=int, default=16, help="dynamic batch limit (default 16)")
+    parser.add_argument("--max-queue-delay-us", type=int, default=2000, help="batching delay in microseconds (2000)")
+    parser.add_argument("--instances", type=int, default=1, help="instances per model (default 1)")
+    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+                        help="instance kind of the python and onnx forms (engines always run on the GPU); default cpu")
+    parser.add_argument("--threads", type=int, default=None, help="onnxruntime threads per python-form instance")
+    parser.add_argument("--stream-hop", type=float, default=None, metavar="SECONDS",
+                        help="window hop of glfer_stream (default: one segment)")
+    parser.add_argument("--sequence-idle-s", type=float, default=30.0,
+                        help="idle seconds after which a stream's slot and state are freed (default 30)")
+    parser.add_argument("--max-sequences", type=int, default=64, help="concurrent streams (default 64)")
+    add_force_argument(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from glfer_edge.serve.repository import BATCH_MODEL, ONNX_MODEL, STREAM_MODEL, TRT_MODEL, ServeOptions
+    from glfer_edge.serve.repository import write_repository
+
+    check_output(args.out, args.force, "--out", folder=True)
+    names = {"python": (BATCH_MODEL, STREAM_MODEL), "onnx": (ONNX_MODEL,), "tensorrt": (TRT_MODEL,)}
+    for form in args.forms or names:
+        for name in names[form]:
+            check_output(args.out / name / "config.pbtxt", args.force, "--out")
+    options = ServeOptions(
+        max_batch_size=args.max_batch_size, max_queue_delay_us=args.max_queue_delay_us, instances=args.instances,
+        kind=args.device, threads=args.threads, stream_hop_seconds=args.stream_hop,
+        sequence_idle_s=args.sequence_idle_s, max_sequences=args.max_sequences,
+    ).check()
+    if args.model is None:
+        from glfer_edge.runtime.seld import default_model
+
+        args.model = default_model()[0]
+    written = write_repository(args.out, args.model, engine=args.engine,
+                               forms=None if args.forms is None else tuple(args.forms), options=options)
+    for name, folder in written.items():
+        print(f"{name}: {folder / 'config.pbtxt'}")
+    print(f"serve it: tritonserver --model-repository {args.out.resolve()}  (or glfer-edge serve --repository "
+          f"{args.out}); the python form needs 'pip install glfer-edge' in Triton's Python", file=sys.stderr)
+    return 0
