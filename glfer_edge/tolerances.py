@@ -62,6 +62,12 @@ TOLERANCES: dict[str, Tolerances] = {
         # the task (SED decisions, DOA angle, SELD error against the labels), not on raw values.
         Tolerances("int8", sed_agreement_min=0.97, doa_angle_mean_max_deg=5.0, seld_delta_max=0.03,
                    layer=LayerTolerance(rel_max=0.15, cosine_min=0.99)),
+        # OpenVINO computing an FP32 artifact in bf16 (RuntimeOptions(precision="bf16"), CPUs with AVX-512 BF16
+        # or AMX): 8-bit mantissas (~4e-3 relative per tensor, accumulating with depth), so between FP16 and
+        # INT8: SED within 5e-2 and judged on decisions, DOA by angle, and the task. A first bound, set from
+        # bf16's rounding; not yet measured on a bf16 CPU (tests/parity/test_openvino_parity.py checks it there).
+        Tolerances("openvino-bf16", sed_max_abs=5e-2, sed_agreement_min=0.97, doa_angle_mean_max_deg=2.0,
+                   seld_delta_max=0.03, layer=LayerTolerance(rel_max=5e-2, cosine_min=0.995)),
     )
 }
 

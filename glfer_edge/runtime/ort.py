@@ -4,10 +4,17 @@ Providers are never dropped silently: if a requested provider is not in this onn
 or onnxruntime falls back from it while creating the session (missing CUDA libraries), opening
 fails with the list of what is available. FP16 artifacts run with graph optimizations off,
 because onnxruntime's optimizer crashes on our FP16 graphs (deployment notes, TL;DR 8).
+
+Options (:class:`~glfer_edge.runtime.options.RuntimeOptions`): ``graph_optimization`` sets the level
+('disable', 'basic', 'extended', 'all'); ``profile`` turns on onnxruntime's profiler, and
+:meth:`OrtBackend.time_shares` then reads the frontend and BiGRU shares of the node time since the last read.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,8 +26,39 @@ from glfer_edge import metadata as md
 from glfer_edge.errors import ArtifactError, InputError
 from glfer_edge.runtime.artifact import config_from_metadata, saturation_warning
 from glfer_edge.runtime.base import FOA_CHANNELS, Backend
+from glfer_edge.runtime.options import RuntimeOptions
 
-__all__ = ["OrtBackend", "resolve_providers"]
+__all__ = ["OrtBackend", "resolve_providers", "scope_shares", "FRONTEND_SCOPE", "GRU_SCOPE"]
+
+FRONTEND_SCOPE = "/frontend/"  # ONNX node-name scopes of the fused frontend and the BiGRU
+GRU_SCOPE = "/decoder/gru/"
+_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
+           "all": "ORT_ENABLE_ALL"}
+
+
+def scope_shares(events: list[dict], skip_first_run: bool = False) -> dict[str, float]:
+    """Frontend and BiGRU shares of the summed node time in an onnxruntime profile (one JSON event list).
+
+    Nodes that onnxruntime fused or inserted lose their scope in the name (``Gelu_token_12``,
+    ``ReorderInput_token_3``); they are charged to the scope of the node that ran just before.
+    """
+    nodes = sorted((e for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")),
+                   key=lambda e: e["ts"])
+    runs = sorted((e for e in events if e.get("cat") == "Session" and e["name"] == "model_run"), key=lambda e: e["ts"])
+    if skip_first_run and len(runs) > 1:
+        nodes = [e for e in nodes if e["ts"] >= runs[1]["ts"]]
+    spent = {"frontend": 0.0, "gru": 0.0, "total": 0.0}
+    scope = ""
+    for e in nodes:
+        if e["name"].startswith("/"):
+            scope = e["name"]
+        spent["total"] += e["dur"]
+        if scope.startswith(FRONTEND_SCOPE):
+            spent["frontend"] += e["dur"]
+        elif scope.startswith(GRU_SCOPE):
+            spent["gru"] += e["dur"]
+    total = spent["total"] or 1.0
+    return {"frontend_share": spent["frontend"] / total, "gru_share": spent["gru"] / total}
 
 
 def resolve_providers(device: str, providers: Sequence[Any] | None, available: Sequence[str]) -> list[Any]:
@@ -51,35 +89,41 @@ class OrtBackend(Backend):
 
     def __init__(
         self, path: str | Path, *, device: str = "cpu", providers: Sequence[Any] | None = None,
-        threads: int | None = None,
+        threads: int | None = None, options: RuntimeOptions | None = None,
     ) -> None:
         import onnxruntime as ort
 
         path = Path(path)
+        options = options or RuntimeOptions()
         chosen = resolve_providers(device, providers, ort.get_available_providers())
         # First load with optimizations off: reading the metadata must not run the optimizer on FP16.
-        session = self._session(ort, path, chosen, threads, optimize=False)
+        session = self._session(ort, path, chosen, threads, "disable")
         meta = dict(session.get_modelmeta().custom_metadata_map)
         self.config, self.precision = config_from_metadata(meta, path)
         if (warning := saturation_warning(meta, path.name)) is not None:
             warnings.warn(warning, stacklevel=3)
-        if self.precision != "fp16":
-            session = self._session(ort, path, chosen, threads, optimize=True)
+        self.graph_optimization = options.graph_optimization or ("disable" if self.precision == "fp16" else "all")
+        if self.graph_optimization != "disable" or options.profile:
+            session = self._session(ort, path, chosen, threads, self.graph_optimization, profile=options.profile)
+        self._profiling = options.profile
         self._check_providers(session, chosen)
         self.batch_range = self._check_io(session, path)
         self._session_obj: Any = session
-        self.description = f"{path.name} ({self.precision}, onnxruntime {', '.join(session.get_providers())})"
+        self.description = (f"{path.name} ({self.precision}, onnxruntime {', '.join(session.get_providers())}, "
+                            f"graph optimization {self.graph_optimization})")
 
     @staticmethod
-    def _session(ort: Any, path: Path, providers: list[Any], threads: int | None, optimize: bool) -> Any:
+    def _session(ort: Any, path: Path, providers: list[Any], threads: int | None, level: str,
+                 profile: bool = False) -> Any:
         options = ort.SessionOptions()
-        options.graph_optimization_level = (
-            ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        )
+        options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _LEVELS[level])
         options.log_severity_level = 3  # errors only: warnings about unused initializers are noise here
         if threads is not None:
             options.intra_op_num_threads = int(threads)
             options.inter_op_num_threads = 1
+        if profile:
+            options.enable_profiling = True
+            options.profile_file_prefix = str(Path(tempfile.gettempdir()) / f"glfer_ort_profile_{os.getpid()}")
         try:
             return ort.InferenceSession(str(path), options, providers=providers)
         except Exception as exc:  # onnxruntime's own Fail/InvalidGraph/NoSuchFile types
@@ -118,6 +162,19 @@ class OrtBackend(Backend):
     def run(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         sed, doa = self._session_obj.run(list(md.OUTPUT_NAMES), {md.INPUT_NAME: audio})
         return np.asarray(sed, dtype=np.float32), np.asarray(doa, dtype=np.float32)
+
+    def time_shares(self) -> dict[str, float] | None:
+        """Frontend and BiGRU shares of the node time of the calls so far (``RuntimeOptions(profile=True)``;
+        None without it). Ends onnxruntime's profile: later calls are not profiled."""
+        if not self._profiling or self._session_obj is None:
+            return None
+        self._profiling = False
+        path = Path(self._session_obj.end_profiling())
+        try:
+            events = json.loads(path.read_text())
+        finally:
+            path.unlink(missing_ok=True)
+        return scope_shares(events, skip_first_run=True)
 
     def close(self) -> None:
         self._session_obj = None
