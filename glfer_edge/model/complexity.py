@@ -3,6 +3,14 @@
 Counted: convolutions (incl. ODConv's dynamic convolution), linears, the GRU, and the frontend's
 STFT-as-convolution (reported apart, as the paper's numbers exclude it). Element-wise ops,
 pooling and attention GAPs are not counted (fact sheet section 6 does the same).
+
+**The one MAC count** of the project is :func:`segment_macs`: the multiply-accumulates of the graph that
+runs, i.e. the deploy model after reparameterization (``glfer_edge.model.reparam``: CSS folded, LFE
+fused), frontend included, per segment at batch 1. ``info``, ``bench`` (achieved GFLOP/s = 2 x MACs x
+segments / s) and the export report use it; the paper's count (training network, frontend excluded) is
+given beside it as ``paper_macs``. Paper preset, 8-s segment: 12.15 GMAC executed (11.48 network + 0.67
+frontend), 14.82 GMAC as the paper counts. The FP32 artifact's CPU rewrite (export/fp32_cpu.py) adds a few
+1x1 convolutions on top; they are not counted, so the figure is the same for every precision.
 """
 
 from __future__ import annotations
@@ -26,6 +34,34 @@ class Complexity:
     @property
     def total_macs(self) -> int:
         return self.network_macs + self.frontend_macs
+
+
+@dataclass(frozen=True)
+class MacCount:
+    """Multiply-accumulates per segment (batch 1) of one model: the executed graph and the paper's count."""
+
+    executed_macs: int  # reparameterized network + frontend: what every artifact computes
+    paper_macs: int  # training network without the frontend (the paper's convention)
+    frontend_macs: int
+    gru_macs: int
+    parameters: int  # of the training model
+    deploy_parameters: int  # of the reparameterized model
+
+    @property
+    def executed_gflop(self) -> float:
+        """FLOPs (2 per MAC) of the executed graph, in units of 1e9."""
+        return 2 * self.executed_macs / 1e9
+
+
+def segment_macs(model_or_config: GLFERNet | object) -> MacCount:
+    """The one MAC count (see the module docstring) of a model, or of a fresh model of a SELDConfig."""
+    from glfer_edge.model.reparam import reparameterize
+
+    model = model_or_config if isinstance(model_or_config, GLFERNet) else GLFERNet(model_or_config)
+    paper = measure_complexity(model)
+    deploy = measure_complexity(reparameterize(model))
+    return MacCount(deploy.total_macs, paper.network_macs, deploy.frontend_macs, deploy.gru_macs,
+                    paper.parameters, deploy.parameters)
 
 
 def count_parameters(model: nn.Module) -> int:
