@@ -33,6 +33,7 @@ _LAZY = {
     "compare_outputs": "glfer_edge.parity",
     "Precision": "glfer_edge.precision",
     "PRECISIONS": "glfer_edge.precision",
+    "SELDClient": "glfer_edge.serve.client",  # a model served on Triton (glfer-edge serve); tritonclient: serve extra
 }
 
 __all__ = [

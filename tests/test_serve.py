@@ -137,6 +137,7 @@ def test_fp16_and_engine_configs_set_what_our_sessions_set(model):
     cfg = SELDRuntime.open(model).config
     fp16 = parse_config(onnx_config(cfg, "fp16", None, _options()))
     assert ort_graph_level("fp16") == 2 and fp16.optimization.graph.level == 2  # 2: ORT_DISABLE_ALL in Triton
+    assert ort_graph_level("int8") is None and ort_graph_level("fp16", "basic") == -1
     sidecar = {"tensorrt": {"flavour": "tensorrt", "version": "10.13.3.9"},
                "profile": {"audio": {"min": [1, 4, cfg.segment_samples], "opt": [4, 4, cfg.segment_samples],
                                      "max": [8, 4, cfg.segment_samples]}},

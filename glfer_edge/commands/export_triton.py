@@ -34,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sequence-idle-s", type=float, default=30.0,
                         help="idle seconds after which a stream's slot and state are freed (default 30)")
     parser.add_argument("--max-sequences", type=int, default=64, help="concurrent streams (default 64)")
+    parser.add_argument("--graph-optimization", choices=("disable", "basic", "extended", "all"),
+                        help="onnxruntime graph optimization of the onnx form (default: what glfer-edge's sessions "
+                             "use: disable for FP16, all otherwise)")
     add_force_argument(parser)
 
 
@@ -50,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
         max_batch_size=args.max_batch_size, max_queue_delay_us=args.max_queue_delay_us, instances=args.instances,
         kind=args.device, threads=args.threads, stream_hop_seconds=args.stream_hop,
         sequence_idle_s=args.sequence_idle_s, max_sequences=args.max_sequences,
+        graph_optimization=args.graph_optimization,
     ).check()
     if args.model is None:
         from glfer_edge.runtime.seld import default_model

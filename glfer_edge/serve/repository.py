@@ -54,6 +54,7 @@ class ServeOptions:
     sequence_idle_s: float = 30.0  # a stream idle this long loses its slot and its state
     max_sequences: int = 64  # concurrent streams (Triton's max_candidate_sequences)
     max_chunk_seconds: float = 60.0  # longest hop one stream request may carry
+    graph_optimization: str | None = None  # onnx form: onnxruntime level (None: what OrtBackend picks)
 
     def check(self) -> "ServeOptions":
         if self.max_batch_size < 1:
@@ -155,20 +156,22 @@ def python_configs(
     return {BATCH_MODEL: batch, STREAM_MODEL: stream}
 
 
-def ort_graph_level(precision: str) -> int | None:
+TRITON_ORT_LEVELS = {"disable": 2, "basic": -1, "extended": 1, "all": None}  # None: no optimization block
+
+
+def ort_graph_level(precision: str, graph_optimization: str | None = None) -> int | None:
     """The ``optimization { graph { level } }`` of an ONNX config: what glfer-edge's own sessions set.
 
-    :class:`~glfer_edge.runtime.ort.OrtBackend` opens FP16 artifacts with graph optimizations off
-    (ORT_DISABLE_ALL; onnxruntime 1.32's highest level crashed on our FP16 graph) and the others at
-    ORT_ENABLE_ALL. In Triton's onnxruntime backend ``level: 2`` is ORT_DISABLE_ALL, ``-1`` BASIC, ``1``
-    EXTENDED, and no ``optimization`` block ENABLE_ALL. None: leave the backend's default (ENABLE_ALL).
+    :class:`~glfer_edge.runtime.ort.OrtBackend` runs at ``RuntimeOptions.graph_optimization`` when given,
+    else 'disable' for FP16 artifacts (onnxruntime 1.32's highest level crashed on our FP16 graph) and
+    'all' for the others. Triton's onnxruntime backend reads ``level: 2`` as ORT_DISABLE_ALL, ``-1`` as
+    ORT_ENABLE_BASIC, ``1`` as ORT_ENABLE_EXTENDED, and no ``optimization`` block as ORT_ENABLE_ALL.
     """
-    from glfer_edge.runtime import ort as ort_runtime
+    from glfer_edge.runtime.options import RuntimeOptions
 
-    level = getattr(ort_runtime, "session_optimization_level", None)
-    name = level(precision) if callable(level) else ("ORT_DISABLE_ALL" if precision == "fp16" else "ORT_ENABLE_ALL")
-    name = getattr(name, "name", str(name)).rsplit(".", 1)[-1]
-    return {"ORT_DISABLE_ALL": 2, "ORT_ENABLE_BASIC": -1, "ORT_ENABLE_EXTENDED": 1}.get(name)
+    level = RuntimeOptions(graph_optimization=graph_optimization).graph_optimization  # refuses unknown names
+    level = level or ("disable" if precision == "fp16" else "all")  # OrtBackend.__init__'s rule
+    return TRITON_ORT_LEVELS[level]
 
 
 def onnx_config(config: SELDConfig, precision: str, fixed_batch: int | None, options: ServeOptions,
@@ -184,11 +187,11 @@ def onnx_config(config: SELDConfig, precision: str, fixed_batch: int | None, opt
               + _tensor("sed", "TYPE_FP32", [fixed_batch, t, c]) + ",\n"
               + _tensor("doa", "TYPE_FP32", [fixed_batch, t, c, 3]) + "\n]\n")
         batching = "max_batch_size: 0\n"
-    level = ort_graph_level(precision)
+    level = ort_graph_level(precision, options.graph_optimization)
     optimization = ""
     if level is not None:
-        optimization = (f"# level {level}: the onnxruntime graph optimization level glfer-edge's own sessions use "
-                        f"for {precision} artifacts (2 = ORT_DISABLE_ALL)\n"
+        optimization = (f"# level {level}: the onnxruntime graph optimization glfer-edge's own sessions use for "
+                        f"{precision} artifacts (2 = ORT_DISABLE_ALL; -1 BASIC; 1 EXTENDED)\n"
                         f"optimization {{ graph {{ level: {level} }} }}\n")
     return (_header(ONNX_MODEL, config, precision, source) + 'platform: "onnxruntime_onnx"\n' + batching + io
             + optimization + _instances(options)
