@@ -1,12 +1,14 @@
 """Levers for the CPU targets, timed side by side: each variant runs twice per round (untimed, then timed: warm,
 as in a deployment), rounds interleave (every other one in reverse order), so load from other processes
-hits every variant alike. Reported: min and median over rounds, and speedups against the first variant
-(PyTorch eager when timed), of the minima and as the median of per-round ratios; the JSON keeps every
-round.
+hits every variant alike. Reported: the per-round median in ms and the speedup against the reference
+(PyTorch eager when timed, else the first variant) as the median of per-round ratios, with the CPU model;
+the JSON keeps every round, the minima and the machine (CPU model, cores, ISA flags, library versions).
+``--only`` picks variants before anything is built, so a two-graph A/B builds two graphs.
 
     python benchmarks/levers.py --preset paper --rounds 10 --json benchmarks/results/levers-paper.json
 
-Variants: PyTorch eager (inference_mode vs no_grad, channels_last, traced + optimize_for_inference
+Variants: OpenVINO on the FP32 and both INT8 graphs (glfer_edge.runtime.openvino through SELDRuntime: the
+runtime's LATENCY hint; THROUGHPUT hint; 1 stream; static batch; the int8-cpu graph), PyTorch eager (inference_mode vs no_grad, channels_last, traced + optimize_for_inference
 i.e. Conv-BN folding and MKLDNN layouts), torch.compile and onnxruntime FP32/INT8 (graph
 optimization level ALL = with the NCHWc layout transformer vs EXTENDED vs BASIC, denormals as zero,
 no spinning, IO binding), and an INT8 graph in onnxruntime's preferred CPU form (U8 activations,
@@ -30,38 +32,48 @@ import numpy as np
 from ratios import speedups  # benchmarks/ratios.py, beside this script
 
 
-def torch_variants(weights: Path, config, audio: np.ndarray, threads: int) -> dict[str, Callable[[], None]]:
-    import torch
+Factory = Callable[[], Callable[[], None]]  # builds a variant (loads, compiles) and returns its timed call
 
-    from glfer_edge.model.glfernet import GLFERNet
-    from glfer_edge.weights import load_model
 
-    torch.set_num_threads(threads)
-    model = GLFERNet(config)
-    model.load_state_dict(load_model(weights).state_dict())
-    model.eval()
-    x = torch.from_numpy(audio)
-    cl = GLFERNet(config)
-    cl.load_state_dict(model.state_dict())
-    for m in cl.modules():  # 4-D conv weights only; NHWC then propagates from the first conv
-        if isinstance(m, torch.nn.Conv2d):
-            m.to(memory_format=torch.channels_last)
-    cl.eval()
-    with torch.inference_mode():
-        traced = torch.jit.optimize_for_inference(torch.jit.trace(model, (x,), check_trace=False))
+def torch_variants(weights: Path, config, audio: np.ndarray, threads: int) -> dict[str, Factory]:
+    def model():
+        import torch
 
-    def run(m: Callable, mode: Callable = torch.inference_mode) -> Callable[[], None]:
-        def call() -> None:
-            with mode():
-                m(x)
-        return call
+        from glfer_edge.model.glfernet import GLFERNet
+        from glfer_edge.weights import load_model
 
-    compiled = torch.compile(model)
+        torch.set_num_threads(threads)
+        m = GLFERNet(config)
+        m.load_state_dict(load_model(weights).state_dict())
+        return torch, m.eval(), torch.from_numpy(audio)
+
+    def run(make: Callable, no_grad: bool = False) -> Factory:
+        def factory() -> Callable[[], None]:
+            torch, m, x = model()
+            m = make(torch, m, x)
+            mode = torch.no_grad if no_grad else torch.inference_mode
+
+            def call() -> None:
+                with mode():
+                    m(x)
+            return call
+        return factory
+
+    def channels_last(torch, m, x):
+        for mod in m.modules():  # 4-D conv weights only; NHWC then propagates from the first conv
+            if isinstance(mod, torch.nn.Conv2d):
+                mod.to(memory_format=torch.channels_last)
+        return m
+
+    def traced(torch, m, x):
+        with torch.inference_mode():
+            return torch.jit.optimize_for_inference(torch.jit.trace(m, (x,), check_trace=False))
+
     return {
-        "torch eager (inference_mode)": run(model),
-        "torch.compile (inductor)": run(compiled),
-        "torch eager (no_grad)": run(model, torch.no_grad),
-        "torch channels_last": run(cl),
+        "torch eager (inference_mode)": run(lambda t, m, x: m),
+        "torch.compile (inductor)": run(lambda t, m, x: t.compile(m)),
+        "torch eager (no_grad)": run(lambda t, m, x: m, no_grad=True),
+        "torch channels_last": run(channels_last),
         "torch trace+optimize_for_inference": run(traced),
     }
 
@@ -83,27 +95,59 @@ def ort_session(path: Path, threads: int, level=None, **entries: str):
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
-def ort_run(session, audio: np.ndarray) -> Callable[[], None]:
-    return lambda: session.run(None, {"audio": audio})
+def ort_run(path: Path, audio: np.ndarray, threads: int, level=None, **entries: str) -> Factory:
+    def factory() -> Callable[[], None]:
+        session = ort_session(path, threads, level, **entries)
+        return lambda: session.run(None, {"audio": audio})
+    return factory
 
 
-def ort_variants(path: Path, audio: np.ndarray, threads: int, tag: str) -> dict[str, Callable[[], None]]:
+def ort_variants(path: Path, audio: np.ndarray, threads: int, tag: str) -> dict[str, Factory]:
     import onnxruntime as ort
 
     levels = ort.GraphOptimizationLevel
-    base = ort_session(path, threads)
-    binding = base.io_binding()
-    binding.bind_cpu_input("audio", audio)
-    for out in base.get_outputs():
-        binding.bind_output(out.name, "cpu")
+
+    def io_binding() -> Callable[[], None]:
+        base = ort_session(path, threads)
+        binding = base.io_binding()
+        binding.bind_cpu_input("audio", audio)
+        for out in base.get_outputs():
+            binding.bind_output(out.name, "cpu")
+        return lambda: base.run_with_iobinding(binding)
+
     return {
-        f"ort-{tag} ALL": ort_run(base, audio),
-        f"ort-{tag} EXTENDED (no NCHWc)": ort_run(ort_session(path, threads, levels.ORT_ENABLE_EXTENDED), audio),
-        f"ort-{tag} BASIC": ort_run(ort_session(path, threads, levels.ORT_ENABLE_BASIC), audio),
-        f"ort-{tag} ALL + denormals as zero": ort_run(ort_session(path, threads, **DENORMALS_AS_ZERO), audio),
-        f"ort-{tag} ALL + no spinning": ort_run(ort_session(path, threads, **NO_SPINNING), audio),
-        f"ort-{tag} ALL + IO binding": lambda: base.run_with_iobinding(binding),
+        f"ort-{tag} ALL": ort_run(path, audio, threads),
+        f"ort-{tag} EXTENDED (no NCHWc)": ort_run(path, audio, threads, levels.ORT_ENABLE_EXTENDED),
+        f"ort-{tag} BASIC": ort_run(path, audio, threads, levels.ORT_ENABLE_BASIC),
+        f"ort-{tag} ALL + denormals as zero": ort_run(path, audio, threads, **DENORMALS_AS_ZERO),
+        f"ort-{tag} ALL + no spinning": ort_run(path, audio, threads, **NO_SPINNING),
+        f"ort-{tag} ALL + IO binding": io_binding,
     }
+
+
+def runtime_run(path: Path, audio: np.ndarray, threads: int, backend: str | None = None, **options) -> Factory:
+    """A SELDRuntime (the product's path, input validation included) with RuntimeOptions."""
+    def factory() -> Callable[[], None]:
+        from glfer_edge.runtime import RuntimeOptions, SELDRuntime
+
+        rt = SELDRuntime.open(path, backend=backend, threads=threads, options=RuntimeOptions(**options))
+        return lambda: rt.infer(audio)
+    return factory
+
+
+def openvino_variants(artifacts: dict[str, Path], audio: np.ndarray, threads: int) -> dict[str, Factory]:
+    """OpenVINO levers on this machine, each through SELDRuntime(backend='openvino')."""
+    out = {}
+    for form in ("fp32", "int8", "int8-cpu"):
+        out[f"openvino-{form}"] = runtime_run(artifacts[form], audio, threads, "openvino")
+    for form in ("fp32", "int8"):
+        path = artifacts[form]
+        out[f"openvino-{form} THROUGHPUT hint"] = runtime_run(path, audio, threads, "openvino",
+                                                             performance_hint="THROUGHPUT")
+        out[f"openvino-{form} 1 stream"] = runtime_run(path, audio, threads, "openvino", streams=1)
+        out[f"openvino-{form} static batch"] = runtime_run(path, audio, threads, "openvino", static_batch=True)
+    out["ort-int8-cpu runtime (SELDRuntime)"] = runtime_run(artifacts["int8-cpu"], audio, threads)
+    return out
 
 
 def single_batch_artifacts(source, cache: Path) -> dict[str, Path]:
@@ -142,6 +186,7 @@ def fp32_without_cpu_rewrite(source, cache: Path) -> Path:
 
 def main() -> None:
     from glfer_edge.bench import default_cache_dir, preset_weights, resolve_source
+    from glfer_edge.machine import cpu_label, describe_machine
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--preset", default="paper")
@@ -151,68 +196,82 @@ def main() -> None:
     p.add_argument("--json", default=None)
     p.add_argument("--cache-dir", default=None, help="bench cache (default ~/.cache/glfer_edge/bench)")
     p.add_argument("--only", nargs="+", metavar="NAME",
-                   help="time only these variants (exact names as printed), e.g. a two-graph A/B")
+                   help="time only these variants (exact names as --list prints them); only these are built")
+    p.add_argument("--list", action="store_true", help="print the variant names and exit")
     p.add_argument("--extra", nargs="+", default=[], metavar="NAME=PATH",
                    help="also time these ONNX files at the runtime's setting, e.g. an older export for an A/B")
     args = p.parse_args()
     cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
     source = resolve_source(preset_weights(args.preset, cache), ["ort-fp32", "ort-int8", "ort-int8-cpu"], [args.batch],
                             cache_dir=cache)
+    artifacts = {form: Path(path) for form, path in source.artifacts.items()}
     rng = np.random.default_rng(0)
     audio = (rng.standard_normal((args.batch, 4, source.config.segment_samples)) * 0.05).astype(np.float32)
-    variants = torch_variants(Path(source.weights), source.config, audio, args.threads)
+    # Factories only: nothing is loaded, compiled or exported until a variant is picked.
+    variants: dict[str, Factory] = torch_variants(Path(source.weights), source.config, audio, args.threads)
     for tag in ("fp32", "int8"):
-        variants.update(ort_variants(Path(source.artifacts[f"ort-{tag}"]), audio, args.threads, tag))
+        variants.update(ort_variants(artifacts[tag], audio, args.threads, tag))
     # onnxruntime's CPU INT8 form (glfer-edge export --precision int8-cpu), at the runtime's setting only
-    variants["ort-int8-cpu ALL"] = ort_run(ort_session(Path(source.artifacts["ort-int8-cpu"]), args.threads), audio)
-    variants["ort-fp32 ALL, grouped convs kept"] = ort_run(ort_session(fp32_without_cpu_rewrite(source, cache),
-                                                                       args.threads), audio)
+    variants["ort-int8-cpu ALL"] = ort_run(artifacts["int8-cpu"], audio, args.threads)
+    variants["ort-fp32 ALL, grouped convs kept"] = lambda: ort_run(fp32_without_cpu_rewrite(source, cache), audio,
+                                                                   args.threads)()
     if args.batch == 1:
-        for tag, path in single_batch_artifacts(source, cache).items():
-            variants[f"ort-{tag} single-batch ALL"] = ort_run(ort_session(path, args.threads), audio)
+        for tag in ("fp32", "int8-cpu"):
+            variants[f"ort-{tag} single-batch ALL"] = (
+                lambda tag=tag: ort_run(single_batch_artifacts(source, cache)[tag], audio, args.threads)())
+    from importlib.util import find_spec
+
+    if find_spec("openvino") is not None:
+        variants.update(openvino_variants(artifacts, audio, args.threads))
     for extra in args.extra:
         name, _, path = extra.partition("=")
         if not path:
             raise SystemExit(f"--extra {extra!r}: write NAME=PATH")
-        variants[name] = ort_run(ort_session(Path(path), args.threads), audio)
+        variants[name] = ort_run(Path(path), audio, args.threads)
+    if args.list:
+        print("\n".join(variants))
+        return
     if args.only:
         unknown = sorted(set(args.only) - set(variants))
         if unknown:
             raise SystemExit(f"unknown variant(s) {unknown}; choose from: {', '.join(variants)}")
         variants = {k: variants[k] for k in args.only}
-    for fn in variants.values():  # warm-up
+    calls = {}
+    for name, factory in variants.items():
+        print(f"building {name}", flush=True)
+        calls[name] = factory()
+    for fn in calls.values():  # warm-up
         for _ in range(2):
             fn()
-    times: dict[str, list[float]] = {k: [] for k in variants}
-    order = list(variants.items())
+    times: dict[str, list[float]] = {k: [] for k in calls}
+    order = list(calls.items())
     for r in range(args.rounds):  # every other round backwards: no variant always runs after the same one
         for name, fn in order if r % 2 == 0 else order[::-1]:
             # Timed right after an untimed call of its own, as when one model runs back to back. Timed cold, the
-            # last variant (run twice in a row at each turn of the order) came out fastest: one int8-cpu graph
-            # measured 1.44x FP32 as the last of four and 1.28x in the middle of six (session 18).
+            # last variant (run twice in a row at each turn of the order) came out fastest.
             fn()
             t0 = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)
     eager = "torch eager (inference_mode)"
     ref_name = eager if eager in times else next(iter(times))
-    # Two speedups against the reference: of the minima, and the median of the per-round ratios (each round
-    # runs every variant within a second, so a slow spell of this shared VM divides out).
+    # The speedup against the reference is the median of the per-round ratios: each round runs every variant
+    # within a few seconds, so a slow spell of this shared machine divides out.
     rows = {}
     for k, v in times.items():
         by_min, per_round = speedups(times[ref_name], v)
-        rows[k] = {"min_ms": 1e3 * float(np.min(v)), "median_ms": 1e3 * float(np.median(v)), "speedup_min": by_min,
-                   "speedup_per_round_median": per_round, "rounds_ms": [round(1e3 * t, 2) for t in v]}
-    base = "eager" if ref_name == eager else "first"
-    print(f"{'variant':44s} {'min ms':>9s} {'median ms':>10s} {'x ' + base:>8s} {'x per round':>12s}")
+        rows[k] = {"median_ms": 1e3 * float(np.median(v)), "min_ms": 1e3 * float(np.min(v)),
+                   "speedup_per_round_median": per_round, "speedup_min": by_min,
+                   "rounds_ms": [round(1e3 * t, 2) for t in v]}
+    print(f"{cpu_label()}; {args.preset} preset, batch {args.batch}, {args.threads} threads, {args.rounds} rounds")
+    print(f"{'variant':44s} {'median ms':>10s} {'x ' + ref_name[:20] + ' (per round)':>34s}")
     for k, r in rows.items():
-        print(f"{k:44s} {r['min_ms']:9.1f} {r['median_ms']:10.1f} {r['speedup_min']:8.2f} "
-              f"{r['speedup_per_round_median']:12.2f}")
+        print(f"{k:44s} {r['median_ms']:10.1f} {r['speedup_per_round_median']:34.2f}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({"preset": args.preset, "threads": args.threads, "batch": args.batch,
-                                               "rounds": args.rounds, "reference": ref_name, "variants": rows},
-                                              indent=2) + "\n")
+                                               "rounds": args.rounds, "reference": ref_name,
+                                               "machine": describe_machine(), "variants": rows}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
