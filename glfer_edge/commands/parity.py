@@ -4,13 +4,17 @@ Examples::
 
     glfer-edge parity model.safetensors model.fp32.onnx --synth 8
     glfer-edge parity model.fp32.onnx model.int8.onnx --data dataset/ --per-layer --report parity.md
+    glfer-edge parity model.safetensors model.fp16.onnx --json -   # the JSON report alone on stdout
+
+Output files follow the project's policy: parents are created, an existing file is kept unless ``--force``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+
+from glfer_edge._fileio import STDOUT, add_force_argument, add_json_argument, check_output
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -23,16 +27,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="--data layout (default: the one whose classes match the model, else synth)")
     p.add_argument("--select", nargs="+", default=None, help="--data splits, folders or folds (default all)")
     p.add_argument("--max-files", type=int, default=None, help="use at most this many --data recordings")
-    p.add_argument("--tolerances", default=None, metavar="fp32|fp16|int8|FILE",
-                   help="tolerance set or JSON file of Tolerances fields (default: from B's precision)")
+    p.add_argument("--tolerances", default=None, metavar="ROW|FILE",
+                   help="row of glfer_edge.tolerances.TOLERANCES (fp32, fp16, int8, ...) or a JSON file of "
+                        "Tolerances fields (default: the row of B's precision)")
     p.add_argument("--per-layer", action="store_true",
                    help="ONNX vs ONNX: mark every shared intermediate tensor and name the first divergent layer")
     p.add_argument("--worst", type=int, default=10, help="layers listed in the per-layer table (default 10)")
     p.add_argument("--seed", type=int, default=0, help="scene generator seed (default 0)")
     p.add_argument("--batch", type=int, default=4, help="segments per inference call (default 4)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
-    p.add_argument("--json", metavar="OUT", help="write the full report as JSON")
-    p.add_argument("--report", metavar="OUT", help="write a markdown report")
+    add_json_argument(p, "the full report")
+    p.add_argument("--report", metavar="PATH",
+                   help="write the markdown report to PATH (printed as well, unless --json -)")
+    add_force_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,11 +48,15 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from glfer_edge import parity
-    from glfer_edge._fileio import write_text_atomic
+    from glfer_edge._fileio import write_json, write_text_atomic
     from glfer_edge.errors import InputError
     from glfer_edge.runtime import SELDRuntime
     from glfer_edge.tolerances import get_tolerances
 
+    if args.report == STDOUT:
+        raise InputError("--report takes a file name; the markdown report is printed to standard output anyway")
+    check_output(args.json, args.force, "--json")
+    check_output(args.report, args.force, "--report")
     try:
         tolerances = get_tolerances(args.tolerances) if args.tolerances else None
     except (ValueError, TypeError) as exc:
@@ -74,11 +85,12 @@ def run(args: argparse.Namespace) -> int:
         layers = parity.locate_divergence(args.a, args.b, audio, precision=report.b.precision)
         report = replace(report, layers=layers)
     markdown = parity.render_markdown(report, worst=args.worst)
-    print(markdown, end="")
+    if args.json != STDOUT:  # with --json -, standard output carries the JSON alone
+        print(markdown, end="")
     if args.report:
         write_text_atomic(args.report, markdown)
     if args.json:
-        write_text_atomic(args.json, json.dumps(report.to_dict(), indent=2, default=str) + "\n")
+        write_json(args.json, report.to_dict())
     if not report.passed:
         print("parity FAILED: " + "; ".join(report.violations), file=sys.stderr)
         return 1

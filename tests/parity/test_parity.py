@@ -56,7 +56,7 @@ def test_every_precision_names_one_tolerance_row_with_layer_bounds(tmp_path):
         assert tolerances_for(form.name) is row and tolerances_for(form.metadata) is row
         assert row.layer is not None  # --per-layer works for every form
     with pytest.raises(InputError, match="--tolerances"):
-        tolerances_for("bf16")
+        tolerances_for("int4")
     custom = tmp_path / "loose.json"
     custom.write_text(json.dumps({"sed_max_abs": 0.5, "layer": {"rel_max": 0.2, "cosine_min": 0.9}}))
     assert get_tolerances(str(custom)) == Tolerances(
@@ -133,15 +133,30 @@ def test_per_layer_maps_int8_graph_onto_fp32_names(artifacts, recordings):
 
 def test_cli_exit_codes_and_reports(artifacts, perturbed, tmp_path, capsys):
     path, target = perturbed
-    md, js = tmp_path / "parity.md", tmp_path / "parity.json"
+    md, js = tmp_path / "reports" / "parity.md", tmp_path / "reports" / "parity.json"  # parents are created
     args = ["parity", str(artifacts["fp32"]), str(path), "--synth", "1", "--seed", "1"]
     assert main([*args, "--per-layer", "--report", str(md), "--json", str(js)]) == 1
     assert "max abs error" in capsys.readouterr().err
     assert f"First divergent layer: **{target}**" in md.read_text()
     saved = json.loads(js.read_text())
     assert saved["passed"] is False and saved["layers"]["first"]["node"] == target
-    assert main(["parity", str(artifacts["fp32"]), str(artifacts["fp32"]), "--synth", "1", "--report", str(md)]) == 0
+    same = ["parity", str(artifacts["fp32"]), str(artifacts["fp32"]), "--synth", "1"]
+    assert main([*same, "--report", str(md)]) == 2  # an existing output is kept without --force
+    assert "--report" in capsys.readouterr().err and md.read_text().startswith("# Parity: FAIL")
+    assert main([*same, "--report", str(md), "--force"]) == 0
     assert md.read_text().startswith("# Parity: PASS (fp32 tolerances)")
+
+
+def test_cli_json_to_stdout(artifacts, tmp_path, capsys):
+    js = tmp_path / "parity.json"
+    js.write_text("{}")
+    same = ["parity", str(artifacts["fp32"]), str(artifacts["fp32"]), "--synth", "1"]
+    assert main([*same, "--json", str(js)]) == 2 and js.read_text() == "{}"
+    assert "--json" in capsys.readouterr().err
+    assert main([*same, "--json", "-"]) == 0
+    out = capsys.readouterr().out
+    saved = json.loads(out)  # the JSON alone: no markdown around it
+    assert saved["passed"] is True and saved["tolerances"]["name"] == "fp32"
 
 
 def test_cli_on_dcase_folder_scores_whole_recordings(artifacts, tmp_path):
