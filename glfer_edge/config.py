@@ -121,6 +121,29 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class GateConfig:
+    """Physical noise gate of the decisions (``glfer_edge.gate``). An output frame passes when its FOA
+    diffuseness is at most ``max_diffuseness`` (DirAC psi in [0, 1]: 0 = one plane wave, 0.90-0.97 =
+    uncorrelated or diffuse noise, about 0.6 = a typical reverberant synthetic event) and the level of
+    its W channel is at least ``min_level_dbfs``; a frame within ``hold_frames`` output frames (before
+    or after) of a passing frame passes too, so that a source's gaps and reverberant tail stay open.
+    Frames that do not pass hold no event. Defaults chosen on noise and the bundled model's
+    validation split (README, "Decisions"); configs stored without a gate (artifacts exported before
+    it) read these defaults."""
+
+    enabled: bool = True
+    max_diffuseness: float = 0.85
+    min_level_dbfs: float = -70.0
+    hold_frames: int = 2  # 0.4 s each side at 0.2-s output frames
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.max_diffuseness <= 1.0:
+            raise ValueError(f"gate max_diffuseness {self.max_diffuseness} must lie in [0, 1]")
+        if self.hold_frames < 0:
+            raise ValueError(f"gate hold_frames {self.hold_frames} must be >= 0")
+
+
+@dataclass(frozen=True)
 class SELDConfig:
     """Everything that defines one deployable model: features, network, segment and classes."""
 
@@ -136,6 +159,8 @@ class SELDConfig:
     # (views, SED threshold, DOA smoothing frames) chosen with ``tune-threshold --tta K`` for outputs
     # averaged over K test-time-augmentation views, which are less confident and steadier than one view's.
     tta_decisions: tuple[tuple[int, float, int], ...] = ()
+    # Noise gate on the audio's diffuseness and level, applied to every view count's decisions.
+    gate: GateConfig = field(default_factory=GateConfig)
 
     def __post_init__(self) -> None:
         if len(self.class_names) != self.model.num_classes:
@@ -205,6 +230,7 @@ class SELDConfig:
         d = dict(d)
         features = _from_dict(FeatureConfig, d.pop("features", {}))
         model = _from_dict(ModelConfig, d.pop("model", {}))
+        gate = _from_dict(GateConfig, d.pop("gate", {}))  # absent in artifacts exported before the gate
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:
@@ -213,7 +239,7 @@ class SELDConfig:
             d["class_names"] = tuple(d["class_names"])
         if "tta_decisions" in d:
             d["tta_decisions"] = tuple((int(v), float(t), int(f)) for v, t, f in d["tta_decisions"])
-        return cls(features=features, model=model, **d)
+        return cls(features=features, model=model, gate=gate, **d)
 
     @classmethod
     def from_json(cls, s: str) -> "SELDConfig":

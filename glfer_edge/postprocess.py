@@ -17,6 +17,14 @@ Events: maximal runs of active frames of one class. GLFER-Net predicts one DOA p
 (class-wise regression), so two simultaneous sources of one class are one event; a moving source
 is one event whose ``track_*`` fields follow it frame by frame. DCASE rows are at the 10-fps label
 rate: each 0.2-s output frame becomes two 100-ms label frames (repetition), track 0.
+
+Noise gate (``glfer_edge.gate``, settings ``config.gate``): outputs of ``infer_long`` and
+``StreamingSELD`` carry each frame's FOA diffuseness and W level measured on the audio; a frame
+whose diffuseness exceeds ``gate.max_diffuseness`` or whose level is below ``gate.min_level_dbfs``,
+and that lies more than ``gate.hold_frames`` frames from a frame that passes both, holds no event
+(every class off, after the median filter). Each event reports its mean diffuseness
+and its level (JSON events and the printed table; the DCASE CSV keeps the official columns).
+:func:`decide` applies the whole chain to an output; ``gate=False`` there decides without the gate.
 """
 
 from __future__ import annotations
@@ -32,13 +40,15 @@ import numpy as np
 from scipy.ndimage import median_filter, uniform_filter1d
 
 from glfer_edge._fileio import atomic_path
-from glfer_edge.config import LABEL_HOP_SECONDS, SELDConfig
+from glfer_edge.config import LABEL_HOP_SECONDS, GateConfig, SELDConfig
 from glfer_edge.data.dcase import LabelRow, targets_to_labels, write_metadata_csv
 from glfer_edge.errors import InputError
+from glfer_edge.gate import gate_passes
 
 __all__ = [
-    "Event", "activity", "smooth_doa", "label_rate_factor", "to_label_rate", "events_from_frames", "detect_events",
-    "outputs_to_rows", "write_dcase_csv", "write_events_json", "format_events", "doa_to_angles",
+    "Event", "Decisions", "activity", "smooth_doa", "label_rate_factor", "to_label_rate", "events_from_frames",
+    "output_gate", "decide", "detect_events", "outputs_to_rows", "write_dcase_csv", "write_events_json",
+    "format_events", "doa_to_angles",
 ]
 
 ClassThresholds = Mapping[Any, float]  # class name or index -> threshold
@@ -58,6 +68,9 @@ class Event:
     track_times: tuple[float, ...]  # start of each output frame of the event
     track_azimuth: tuple[float, ...]
     track_elevation: tuple[float, ...]
+    # Noise-gate measures of the event's frames (glfer_edge.gate); None where the output has none.
+    diffuseness: float | None = None  # mean FOA diffuseness psi in [0, 1] (0: one plane wave)
+    level_dbfs: float | None = None  # W level over the event's frames, dBFS (power mean)
 
     @property
     def duration(self) -> float:
@@ -90,15 +103,20 @@ def _thresholds(
 
 def activity(
     sed: np.ndarray, threshold: float = 0.3, *, class_thresholds: ClassThresholds | None = None,
-    class_names: Sequence[str] = (), median_frames: int = 1,
+    class_names: Sequence[str] = (), median_frames: int = 1, passes: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Boolean (T, C) activity of probabilities (T, C)."""
+    """Boolean (T, C) activity of probabilities (T, C); ``passes`` (T,): the noise gate's frame mask
+    (``output_gate``), applied after the median filter (a failing frame has every class off)."""
     if not 0.0 < threshold < 1.0:
         raise InputError(f"threshold {threshold} must be between 0 and 1 (the paper decides at 0.3)")
     check_odd_frames(median_frames, "median filter length")
     active = sed >= _thresholds(sed.shape[-1], class_names, threshold, class_thresholds)
     if median_frames > 1 and active.shape[0]:
         active = median_filter(active.astype(np.uint8), size=(median_frames, 1), mode="nearest").astype(bool)
+    if passes is not None:
+        if len(passes) != active.shape[0]:
+            raise InputError(f"gate mask has {len(passes)} frames for outputs of {active.shape[0]} frames")
+        active = active & np.asarray(passes, bool)[:, None]
     return active
 
 
@@ -134,9 +152,10 @@ def to_label_rate(frames: np.ndarray, factor: int = 2) -> np.ndarray:
 
 def events_from_frames(
     active: np.ndarray, sed: np.ndarray, doa: np.ndarray, frame_times: np.ndarray, hop_seconds: float,
-    class_names: Sequence[str],
+    class_names: Sequence[str], *, diffuseness: np.ndarray | None = None, level_dbfs: np.ndarray | None = None,
 ) -> list[Event]:
-    """Events from a decision matrix (T, C) and the outputs it came from, sorted by onset then class."""
+    """Events from a decision matrix (T, C) and the outputs it came from, sorted by onset then class.
+    ``diffuseness`` and ``level_dbfs`` (T,), the gate's measures, fill each event's fields of those names."""
     events = []
     azimuth, elevation = doa_to_angles(doa)
     for c in range(active.shape[1]):
@@ -154,8 +173,15 @@ def events_from_frames(
                 track_times=tuple(_us(t) for t in frame_times[frames]),
                 track_azimuth=tuple(float(a) for a in azimuth[frames, c]),
                 track_elevation=tuple(float(e) for e in elevation[frames, c]),
+                diffuseness=None if diffuseness is None else round(float(np.mean(diffuseness[frames])), 4),
+                level_dbfs=None if level_dbfs is None else _power_mean_db(level_dbfs[frames]),
             ))
     return sorted(events, key=lambda e: (e.onset, e.class_idx))
+
+
+def _power_mean_db(level_dbfs: np.ndarray) -> float:
+    """Level (dB, 0.01-dB steps) of the mean power of frames given in dB."""
+    return round(float(10.0 * np.log10(np.mean(10.0 ** (np.asarray(level_dbfs, np.float64) / 10.0)))), 2)
 
 
 def _us(seconds: float) -> float:
@@ -163,40 +189,97 @@ def _us(seconds: float) -> float:
     return round(float(seconds), 6)
 
 
+def output_gate(output: Any, index: int = 0, gate: GateConfig | bool | None = None) -> np.ndarray | None:
+    """The noise gate's frame mask (T',) for clip ``index`` of a SELDOutput: True where the frame may
+    hold events. ``gate``: None = the output config's :class:`~glfer_edge.config.GateConfig`, False = no
+    gate, or a GateConfig. None (no gate) where the output carries no diffuseness/level (one segment of
+    ``SELDRuntime.infer``)."""
+    if gate is False or output.diffuseness is None or output.level_dbfs is None:
+        return None
+    settings = output.config.gate if gate is None or gate is True else gate
+    if not settings.enabled:
+        return None
+    return gate_passes(output.diffuseness[index], output.level_dbfs[index], settings)
+
+
+@dataclass(frozen=True)
+class Decisions:
+    """What :func:`decide` makes of one clip: the pair it decided at, the frame decisions, the (smoothed)
+    DOAs, the events and the DCASE label rows (``rows`` holds no event the gate removed)."""
+
+    threshold: float
+    doa_smoothing: int
+    active: np.ndarray  # (T', C) bool, after threshold, median filter and gate
+    doa: np.ndarray  # (T', C, 3) DOA after smoothing
+    events: list[Event]
+    rows: list[LabelRow]
+
+
+def decide(
+    output: Any, index: int = 0, *, threshold: float | None = None, class_thresholds: ClassThresholds | None = None,
+    median_frames: int = 1, doa_smoothing: int | None = None, duration: float | None = None,
+    gate: GateConfig | bool | None = None,
+) -> Decisions:
+    """Threshold, median filter, noise gate, DOA smoothing, events and DCASE rows of clip ``index`` of a
+    :class:`~glfer_edge.runtime.SELDOutput`, in one call (``glfer-edge run``'s chain). ``threshold`` and
+    ``doa_smoothing`` default to the config's pair for the output's TTA views, ``gate`` to the config's
+    gate (``False``: off). ``duration`` (s) drops label rows past the end of the recording."""
+    threshold, doa_smoothing = output.config.decision(output.views, threshold, doa_smoothing)
+    cfg = output.config
+    sed = output.sed[index]
+    doa = smooth_doa(sed, output.doa[index], doa_smoothing)
+    passes = output_gate(output, index, gate)
+    active = activity(
+        sed, threshold, class_thresholds=class_thresholds, class_names=output.class_names,
+        median_frames=median_frames, passes=passes,
+    )
+    events = events_from_frames(
+        active, sed, doa, output.frame_times, cfg.output_hop_seconds, output.class_names,
+        diffuseness=None if output.diffuseness is None else output.diffuseness[index],
+        level_dbfs=None if output.level_dbfs is None else output.level_dbfs[index],
+    )
+    return Decisions(threshold, doa_smoothing, active, doa, events, _label_rows(active, doa, cfg, duration))
+
+
 def detect_events(
     output: Any, index: int = 0, *, threshold: float | None = None, class_thresholds: ClassThresholds | None = None,
-    median_frames: int = 1, doa_smoothing: int | None = None,
+    median_frames: int = 1, doa_smoothing: int | None = None, gate: GateConfig | bool | None = None,
 ) -> list[Event]:
     """Events of clip ``index`` of a :class:`~glfer_edge.runtime.SELDOutput` (``threshold`` and
     ``doa_smoothing`` default to the config's pair for the output's TTA views). On the few frames a
     ``StreamingSELD.push`` returns, the smoothing window stops at the chunk's edges; ``doa_smoothing=1``
-    keeps the raw directions."""
-    threshold, doa_smoothing = output.config.decision(output.views, threshold, doa_smoothing)
-    sed = output.sed[index]
-    doa = smooth_doa(sed, output.doa[index], doa_smoothing)
-    active = activity(
-        sed, threshold, class_thresholds=class_thresholds,
-        class_names=output.class_names, median_frames=median_frames,
-    )
-    return events_from_frames(active, sed, doa, output.frame_times, output.config.output_hop_seconds, output.class_names)
+    keeps the raw directions. Frames that fail the noise gate (``config.gate``; ``gate=False`` turns it
+    off) hold no event; each event reports its ``diffuseness`` and ``level_dbfs``. Outputs of one
+    segment (``SELDRuntime.infer``) carry no gate measures and are decided without the gate."""
+    return decide(
+        output, index, threshold=threshold, class_thresholds=class_thresholds, median_frames=median_frames,
+        doa_smoothing=doa_smoothing, gate=gate,
+    ).events
 
 
 def outputs_to_rows(
     sed: np.ndarray, doa: np.ndarray, config: SELDConfig, *, threshold: float | None = None,
     class_thresholds: ClassThresholds | None = None, median_frames: int = 1, doa_smoothing: int | None = None,
-    duration: float | None = None, views: int = 1,
+    duration: float | None = None, views: int = 1, passes: np.ndarray | None = None,
 ) -> list[LabelRow]:
     """DCASE label rows (10 fps, track 0) of one recording's outputs (T, C) and (T, C, 3) from time 0
     (``threshold`` and ``doa_smoothing`` default to the config's pair for outputs of ``views`` TTA views).
 
     ``duration`` (seconds) drops label frames that start at or after the end of the recording (the
-    second half of a last output frame that straddles the end).
+    second half of a last output frame that straddles the end). ``passes`` (T,): the noise gate's
+    frame mask (:func:`output_gate`); None = no gate (these arrays carry no audio measures; :func:`decide`
+    takes a SELDOutput and applies the config's gate).
     """
     threshold, doa_smoothing = config.decision(views, threshold, doa_smoothing)
     active = activity(
         sed, threshold, class_thresholds=class_thresholds, class_names=config.class_names, median_frames=median_frames,
+        passes=passes,
     )
-    doa = smooth_doa(sed, doa, doa_smoothing)
+    return _label_rows(active, smooth_doa(sed, doa, doa_smoothing), config, duration)
+
+
+def _label_rows(active: np.ndarray, doa: np.ndarray, config: SELDConfig, duration: float | None) -> list[LabelRow]:
+    """Label rows of output-rate decisions (T, C) and DOAs (T, C, 3), cut at ``duration`` seconds."""
     factor = label_rate_factor(config)
     rows = targets_to_labels(to_label_rate(active, factor), to_label_rate(doa, factor))
     if duration is None:
@@ -220,12 +303,19 @@ def write_events_json(path: str | Path, events: Sequence[Event], extra: Mapping[
 
 
 def format_events(events: Sequence[Event]) -> str:
-    """A fixed-width table: one line per event."""
-    lines = [f"{'onset':>8} {'offset':>8}  {'class':<16} {'azimuth':>8} {'elevation':>9} {'p':>5}"]
+    """A fixed-width table: one line per event; the gate's diffuseness and level (dBFS) where measured."""
+    gated = any(e.diffuseness is not None for e in events)
+    extra = f" {'diffuse':>7} {'dBFS':>6}" if gated else ""
+    lines = [f"{'onset':>8} {'offset':>8}  {'class':<16} {'azimuth':>8} {'elevation':>9} {'p':>5}{extra}"]
     for e in events:
+        cells = ""
+        if gated:
+            psi = f"{e.diffuseness:7.2f}" if e.diffuseness is not None else f"{'-':>7}"
+            level = f"{e.level_dbfs:6.1f}" if e.level_dbfs is not None else f"{'-':>6}"
+            cells = f" {psi} {level}"
         lines.append(
             f"{e.onset:8.1f} {e.offset:8.1f}  {e.class_name[:16]:<16} {e.azimuth:8.1f} {e.elevation:9.1f} "
-            f"{e.mean_probability:5.2f}"
+            f"{e.mean_probability:5.2f}{cells}"
         )
     if not events:
         lines.append("(no events above the threshold)")

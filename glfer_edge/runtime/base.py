@@ -36,6 +36,11 @@ class SELDOutput:
     class_names: tuple[str, ...]
     config: SELDConfig
     views: int = 1  # test-time-augmentation views averaged into these outputs; picks config.decision(views)
+    # The noise gate's inputs per output frame, computed from the audio (glfer_edge.gate): FOA diffuseness
+    # in [0, 1] and W level in dBFS, each (B, T') float32. None where no audio span was measured (one
+    # segment from SELDRuntime.infer): detect_events then decides without the gate.
+    diffuseness: np.ndarray | None = None
+    level_dbfs: np.ndarray | None = None
 
     @property
     def batch_size(self) -> int:

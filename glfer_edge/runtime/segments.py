@@ -16,6 +16,7 @@ import numpy as np
 from glfer_edge.channel_swap import ChannelSwap, tta_transforms
 from glfer_edge.config import SELDConfig
 from glfer_edge.errors import InputError
+from glfer_edge.gate import frame_gate_features
 from glfer_edge.runtime.base import FOA_CHANNELS, SELDOutput, as_float32, output_frame_times
 from glfer_edge.runtime.seld import SELDRuntime
 
@@ -102,6 +103,8 @@ def infer_long(
 
     ``tta`` > 1: test-time augmentation over that many FOA channel swaps (1, 2, 4, 8 or 16; see
     ``glfer_edge.channel_swap`` and ``infer_views``): K times the inference, on every backend.
+    The output carries the noise gate's inputs per frame (``diffuseness``, ``level_dbfs``; see
+    ``glfer_edge.gate``), measured on the recording itself, not on the TTA views.
     """
     from tqdm import tqdm
 
@@ -126,4 +129,6 @@ def infer_long(
             bar.update(k)
     times = output_frame_times(config, len(sed))  # segments tile: frame k of the file starts at k x hop
     keep = times < audio.shape[-1] / config.features.sample_rate
-    return SELDOutput(sed[keep][None], doa[keep][None], times[keep], config.class_names, config, tta)
+    diffuseness, level = frame_gate_features(audio, config)  # one per kept frame: ceil(N / frame samples)
+    return SELDOutput(sed[keep][None], doa[keep][None], times[keep], config.class_names, config, tta,
+                      diffuseness[None], level[None])

@@ -16,6 +16,8 @@ do not drift however long the stream runs. Windows completed by one :meth:`push`
 batches (up to the runtime's batch range). :meth:`flush` ends the stream: it zero-pads the audio
 received since the last window and emits the remaining frames that start before the stream end.
 ``tta`` averages each window over that many FOA channel swaps (``infer_views``), at K times the compute.
+Every emitted frame carries the noise gate's inputs (``diffuseness``, ``level_dbfs``), measured on that
+frame's own samples (``glfer_edge.gate``): the same values as ``infer_long`` on the whole recording.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np
 
 from glfer_edge.channel_swap import tta_transforms
 from glfer_edge.errors import InputError
+from glfer_edge.gate import frame_gate_features, frame_samples
 from glfer_edge.runtime.base import FOA_CHANNELS, SELDOutput, as_float32
 from glfer_edge.runtime.segments import batch_plan, infer_views
 from glfer_edge.runtime.seld import SELDRuntime
@@ -42,7 +45,7 @@ class StreamingSELD:
         self.runtime = runtime
         self.config = cfg
         self.start_time = float(start_time)
-        self._frame_samples = cfg.model.time_downsample * cfg.features.hop_length
+        self._frame_samples = frame_samples(cfg)
         frames = cfg.output_frames
         hop = frames * cfg.output_hop_seconds if hop_seconds is None else float(hop_seconds)
         hop_frames = int(round(hop / cfg.output_hop_seconds))
@@ -103,7 +106,8 @@ class StreamingSELD:
         first = self._windows * self.hop_frames  # absolute index of the window's first frame
         out = self._run(self._window[None].copy())
         keep = slice(self._emitted - first, min(total_frames - first, self.config.output_frames))
-        return self._emit(out[0][:, keep], out[1][:, keep])
+        psi, level = frame_gate_features(self._window, self.config)
+        return self._emit(out[0][:, keep], out[1][:, keep], psi[None, keep], level[None, keep])
 
     def _slide(self) -> None:
         """Drop the oldest hop of the window buffer (the buffer never grows)."""
@@ -113,7 +117,7 @@ class StreamingSELD:
 
     def _infer(self, windows: list[np.ndarray]) -> SELDOutput:
         frames, hop = self.config.output_frames, self.hop_frames
-        seds, doas = [], []
+        seds, doas, psis, levels = [], [], [], []
         per_call = max(1, self._batch // len(self._transforms))  # windows per call; each has tta views
         for i in range(0, len(windows), per_call):
             sed, doa = self._run(np.stack(windows[i : i + per_call]))
@@ -121,20 +125,26 @@ class StreamingSELD:
                 new = frames if self._windows == 0 else hop  # the first window has no predecessor
                 seds.append(sed[b, frames - new :])
                 doas.append(doa[b, frames - new :])
+                psi, level = frame_gate_features(windows[i + b][:, (frames - new) * self._frame_samples :], self.config)
+                psis.append(psi)
+                levels.append(level)
                 self._windows += 1
         if not seds:
             c = self.config.model.num_classes
-            return self._emit(np.zeros((1, 0, c), np.float32), np.zeros((1, 0, c, 3), np.float32))
-        return self._emit(np.concatenate(seds)[None], np.concatenate(doas)[None])
+            empty = np.zeros((1, 0), np.float32)
+            return self._emit(np.zeros((1, 0, c), np.float32), np.zeros((1, 0, c, 3), np.float32), empty, empty)
+        return self._emit(np.concatenate(seds)[None], np.concatenate(doas)[None],
+                          np.concatenate(psis)[None], np.concatenate(levels)[None])
 
     def _run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return infer_views(self.runtime, batch, self._transforms, self._batch, self._padded)
 
-    def _emit(self, sed: np.ndarray, doa: np.ndarray) -> SELDOutput:
+    def _emit(self, sed: np.ndarray, doa: np.ndarray, diffuseness: np.ndarray, level: np.ndarray) -> SELDOutput:
         n = sed.shape[1]
         times = self.start_time + (self._emitted + np.arange(n)) * self.config.output_hop_seconds
         self._emitted += n
-        return SELDOutput(sed, doa, times, self.config.class_names, self.config, len(self._transforms))
+        return SELDOutput(sed, doa, times, self.config.class_names, self.config, len(self._transforms),
+                          diffuseness, level)
 
     def _validate(self, chunk: object) -> np.ndarray:
         chunk = as_float32(chunk, "stream chunk")
