@@ -44,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
     from glfer_edge.serve.repository import BATCH_MODEL, ONNX_MODEL, STREAM_MODEL, TRT_MODEL, ServeOptions
     from glfer_edge.serve.repository import write_repository
 
+    import tritonclient.grpc.model_config_pb2  # noqa: F401  (the serve extra; every config is checked against it)
+
     check_output(args.out, args.force, "--out", folder=True)
     names = {"python": (BATCH_MODEL, STREAM_MODEL), "onnx": (ONNX_MODEL,), "tensorrt": (TRT_MODEL,)}
     for form in args.forms or names:

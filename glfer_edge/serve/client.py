@@ -135,11 +135,12 @@ class SELDClient:
         return mod
 
     def _connect(self) -> Any:
+        mod = self._mod  # a missing tritonclient is the CLI's one-line pip hint, not a connection error
         try:
             if self.protocol == "grpc":
-                return self._mod.InferenceServerClient(self.address)
-            return self._mod.InferenceServerClient(self.address, connection_timeout=self.timeout_s,
-                                                   network_timeout=self.timeout_s)
+                return mod.InferenceServerClient(self.address)
+            return mod.InferenceServerClient(self.address, connection_timeout=self.timeout_s,
+                                             network_timeout=self.timeout_s)
         except Exception as exc:
             raise ServerError(f"cannot reach Triton at {self.url}: {_one_line(exc)}") from None
 

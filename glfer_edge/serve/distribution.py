@@ -51,7 +51,10 @@ class TritonDistribution:
 
 def find_distribution() -> TritonDistribution:
     """The bundled Triton of the installed ``nvidia-pytriton`` (found without importing it)."""
-    spec = importlib.util.find_spec("pytriton")
+    try:
+        spec = importlib.util.find_spec("pytriton")
+    except (ImportError, ValueError):  # a broken or blocked pytriton
+        spec = None
     if spec is None or spec.origin is None:
         raise ModuleNotFoundError("No module named 'pytriton'", name="pytriton")
     package = Path(spec.origin).parent

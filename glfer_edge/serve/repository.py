@@ -234,8 +234,8 @@ def tensorrt_config(config: SELDConfig, precision: str, sidecar: dict, options: 
 
 def parse_config(text: str):
     """The ``ModelConfig`` protobuf of a ``config.pbtxt`` (Triton's schema, shipped with tritonclient)."""
+    from tritonclient.grpc import model_config_pb2  # first: without the serve extra, tritonclient is what's missing
     from google.protobuf import text_format
-    from tritonclient.grpc import model_config_pb2
 
     return text_format.Parse(text, model_config_pb2.ModelConfig())
 
@@ -289,6 +289,8 @@ def write_repository(
             raise InputError(f"form {form!r} needs {need.get(form, 'a known form')}; forms here: {', '.join(available)}")
     written: dict[str, Path] = {}
     suffix = "".join(model.suffixes[-1:]).lower()
+    for text in python_configs(config, precision, f"model{suffix}", options).values():
+        parse_config(text)  # Triton's schema, before anything is written
     if "python" in forms:
         for name in (BATCH_MODEL, STREAM_MODEL):
             folder = out / name
@@ -300,7 +302,6 @@ def write_repository(
                 model_file = str(model.resolve())
             (folder / "1" / "model.py").write_text(MODEL_PY)
             text = python_configs(config, precision, model_file, options, source=model.name)[name]
-            parse_config(text)
             (folder / "config.pbtxt").write_text(text)
             written[name] = folder
     if "onnx" in forms:
