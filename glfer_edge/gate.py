@@ -34,6 +34,7 @@ noise signal encoded in one direction) is not diffuse and passes the physical ga
 from __future__ import annotations
 
 import numpy as np
+import scipy.fft
 from scipy.ndimage import maximum_filter1d
 
 from glfer_edge.config import GateConfig, SELDConfig
@@ -80,7 +81,7 @@ def frame_gate_features(audio: np.ndarray, config: SELDConfig) -> tuple[np.ndarr
         ms = np.mean(frames[0].astype(np.float64) ** 2, axis=-1)
         level[a:b] = 10.0 * np.log10(np.maximum(ms, 10.0 ** (LEVEL_FLOOR_DBFS / 10.0)))
         windows = np.lib.stride_tricks.sliding_window_view(frames, n_fft, axis=-1)[..., ::hop, :]
-        spec = np.fft.rfft(windows * win, axis=-1)[..., FIRST_BIN : n_fft // 2]  # (4, F, W, K)
+        spec = scipy.fft.rfft(windows * win, axis=-1)[..., FIRST_BIN : n_fft // 2]  # (4, F, W, K) complex64
         intensity = np.real(np.conj(spec[:1]) * spec[1:]).sum(axis=2)  # (3, F, K): summed over windows
         energy = 0.5 * (np.abs(spec) ** 2).sum(axis=(0, 2, 3))  # (F,)
         band_i = np.add.reduceat(intensity, band_starts - FIRST_BIN, axis=-1)  # (3, F, bands)
