@@ -439,4 +439,4 @@ def test_cli_scores_a_model_over_a_dataset(tmp_path, capsys):
     assert rows["0.1"] > rows["0.3"] > rows["0.9"]  # the threshold reaches the decisions
     assert main(["evaluate", "--ref", str(data / "metadata_dev" / "val"), "--pred", str(pred), "--threshold", "0.5"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: --threshold, --median, --doa-smoothing and --tta apply to --model")
+    assert err.startswith("error: --threshold, --median, --doa-smoothing, --tta and --no-gate apply to --model")

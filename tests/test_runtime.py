@@ -265,7 +265,8 @@ def test_cli_run_writes_what_the_api_computes(artifacts, tmp_path, capsys):
     with SELDRuntime.open(artifacts.onnx) as rt:
         out = infer_long(rt, audio)
     threshold = _threshold_in_a_gap(out.sed)  # random weights: about half the cells active
-    common = ["run", str(tmp_path / "in.wav"), "--model", str(artifacts.onnx), "--threshold", repr(threshold)]
+    common = ["run", str(tmp_path / "in.wav"), "--model", str(artifacts.onnx), "--threshold", repr(threshold),
+              "--no-gate"]  # white noise: the gate would (rightly) hold no event
     assert main([*common, "--out", str(tmp_path / "pred.csv"), "--plot", str(tmp_path / "fig.png")]) == 0
     want = outputs_to_rows(out.sed[0], out.doa[0], artifacts.config, threshold=threshold, duration=3.3)
     got = read_metadata_csv(tmp_path / "pred.csv")

@@ -425,8 +425,9 @@ def test_tune_threshold_saves_the_val_best_and_evaluate_then_decides_with_it(tmp
     original, saved = load_model(default_weights_path()).state_dict(), load_model(tuned).state_dict()
     assert all(torch.equal(original[k], saved[k]) for k in original)  # only the config changed
     # evaluate decides at the saved threshold without a flag, on the same inference path as the sweep
+    # (the sweep decides without the noise gate, so evaluate is asked to as well)
     assert main(["evaluate", "--model", str(tuned), "--data", str(root), "--split", "val", "--json", "-",
-                 "--tta", str(tta)]) == 0
+                 "--tta", str(tta), "--no-gate"]) == 0
     scored = json.loads(capsys.readouterr().out)
     row = next(r for r in report["sweep"] if (r["threshold"], r["doa_smoothing"]) == best)
     assert all(scored[k] == pytest.approx(row[k], abs=1e-12) for k in ("ER20", "F20", "LE_CD", "LR_CD", "SELD"))

@@ -34,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tta", type=int, default=1, metavar="K",
                         help="with --model: average over K FOA channel swaps (1, 2, 4, 8, 16; default 1 = off), "
                              "decided at the model's K-view threshold and DOA smoothing where tuned")
+    parser.add_argument("--no-gate", action="store_true",
+                        help="with --model: decide without the noise gate, as run --no-gate does")
     parser.add_argument("--edition", choices=EDITIONS, default="2023",
                         help="DCASE edition whose metric code and CSV format to follow (default 2023): 2021 micro, "
                              "12 classes, 1-s segments; 2022/2023 macro, 13 classes, 1-s segments; 2024 macro, 13 "
@@ -57,13 +59,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def predict_folder(
     model: str | None, data: str, split: str | None, layout: str, out_dir: Path,
     threshold: float | None = None, median_frames: int = 1, tta: int = 1, doa_smoothing: int | None = None,
+    gate: bool = True,
 ) -> Path:
     """Write the model's DCASE prediction CSVs for every recording of a dataset split; returns the ref folder."""
     from tqdm import tqdm
 
     from glfer_edge.audio import load_audio
     from glfer_edge.data.layout import list_pairs
-    from glfer_edge.postprocess import outputs_to_rows, write_dcase_csv
+    from glfer_edge.postprocess import decide, write_dcase_csv
     from glfer_edge.runtime import SELDRuntime
     from glfer_edge.runtime.segments import infer_long
 
@@ -75,9 +78,8 @@ def predict_folder(
             rec = load_audio(wav, rt.config.features.sample_rate)
             out = infer_long(rt, rec.audio, tta=tta)
             duration = rec.audio.shape[-1] / rt.config.features.sample_rate
-            rows = outputs_to_rows(out.sed[0], out.doa[0], rt.config, threshold=threshold,
-                                   median_frames=median_frames, doa_smoothing=doa_smoothing, duration=duration,
-                                   views=out.views)
+            rows = decide(out, threshold=threshold, median_frames=median_frames, doa_smoothing=doa_smoothing,
+                          duration=duration, gate=None if gate else False).rows  # run's decisions
             write_dcase_csv(out_dir / f"{csv.stem}.csv", rows)
     return pairs[0][1].parent if split else pairs[0][1].parents[1]
 
@@ -100,11 +102,12 @@ def run(args: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             pred = Path(args.pred_out or tmp)
             args.ref = str(predict_folder(args.model, args.data, args.split, args.layout, pred,
-                                          args.threshold, args.median, args.tta, args.doa_smoothing))
+                                          args.threshold, args.median, args.tta, args.doa_smoothing,
+                                          gate=not args.no_gate))
             args.pred = str(pred)
             return _score(args)
-    if args.threshold is not None or args.median != 1 or args.tta != 1 or args.doa_smoothing is not None:
-        raise InputError("--threshold, --median, --doa-smoothing and --tta apply to --model runs; "
+    if args.threshold is not None or args.median != 1 or args.tta != 1 or args.doa_smoothing is not None or args.no_gate:
+        raise InputError("--threshold, --median, --doa-smoothing, --tta and --no-gate apply to --model runs; "
                          "--pred CSVs are scored as written")
     if args.ref is None or args.pred is None:
         raise InputError("pass --ref DIR and --pred DIR, or --model PATH and --data DIR")

@@ -13,6 +13,7 @@ one ``error: ...`` line (exit 2) and leaves no output file behind.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -57,6 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="test-time augmentation: average over K FOA channel swaps (1, 2, 4, 8, 16; "
                              "K times the inference; default 1 = off); decides at the threshold and DOA smoothing "
                              "tuned for K views where the model holds them")
+    parser.add_argument("--no-gate", action="store_true",
+                        help="decide without the noise gate (FOA diffuseness and level per frame; README, Decisions)")
     parser.add_argument("--no-resample", action="store_true", help="refuse recordings at another sample rate")
     parser.add_argument("--demo", action="store_true", help="run on a synthetic scene and compare with its labels")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -217,16 +220,16 @@ def _report(output, reference, duration: float, args: argparse.Namespace, out: P
     from glfer_edge import postprocess as pp
 
     cfg = output.config
-    threshold, smoothing = cfg.decision(output.views, args.threshold, args.doa_smoothing)
-    sed = output.sed[0]
+    d = pp.decide(output, threshold=args.threshold, median_frames=args.median, doa_smoothing=args.doa_smoothing,
+                  duration=duration, gate=False if args.no_gate else None)
+    events, rows = d.events, d.rows
     views = f" ({output.views} TTA views)" if output.views > 1 else ""
-    _note(f"deciding at SED threshold {threshold:g} with {smoothing}-frame DOA smoothing{views}")
-    doa = pp.smooth_doa(sed, output.doa[0], smoothing)
-    active = pp.activity(sed, threshold, class_names=cfg.class_names, median_frames=args.median)
-    events = pp.events_from_frames(active, sed, doa, output.frame_times, cfg.output_hop_seconds, cfg.class_names)
-    rows = pp.outputs_to_rows(sed, doa, cfg, threshold=threshold, median_frames=args.median, doa_smoothing=1,
-                              duration=duration)  # doa is smoothed already
-    settings = {"threshold": threshold, "doa_smoothing": smoothing, "tta": output.views, "model": cfg.name}
+    gate = "off" if args.no_gate or not cfg.gate.enabled else (
+        f"diffuseness <= {cfg.gate.max_diffuseness:g}, level >= {cfg.gate.min_level_dbfs:g} dBFS")
+    _note(f"deciding at SED threshold {d.threshold:g} with {d.doa_smoothing}-frame DOA smoothing{views}; "
+          f"noise gate {gate}")
+    settings = {"threshold": d.threshold, "doa_smoothing": d.doa_smoothing, "tta": output.views, "model": cfg.name,
+                "gate": None if args.no_gate else dataclasses.asdict(cfg.gate)}
     if json_out == STDOUT:
         from glfer_edge._fileio import write_json
 
@@ -247,7 +250,7 @@ def _report(output, reference, duration: float, args: argparse.Namespace, out: P
     if plot is not None:
         from glfer_edge.plot import save_figure, seld_figure
 
-        save_figure(seld_figure(active, doa, output.frame_times, cfg.output_hop_seconds, cfg.class_names,
+        save_figure(seld_figure(d.active, d.doa, output.frame_times, cfg.output_hop_seconds, cfg.class_names,
                                 reference=reference), plot)
         _note(f"wrote {plot}")
 
