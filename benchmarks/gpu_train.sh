@@ -4,8 +4,7 @@
 # (the probe), then either resume RUN on the longest cosine curve whose remaining epochs end before
 # DEADLINE seconds, or (INIT=weights) fine-tune those weights on a fresh cosine of that length
 # (`train --init-weights`); the run lands in $OUT/results.tar.
-# The model card's tenth run (epochs 126-159), twelfth run (a fine-tune) and fourteenth and fifteenth
-# runs (fine-tunes on fresh scenes, TRAIN_SEEDS) came from this script.
+# The bundled model's GPU training stages (the model card's training table) came from this script.
 #
 #   OUT=gpu-out RUN=runs/small-v7 [PRESET=small] [RECIPE="--lr 2e-3 --sed-weight 0.5 --seed 0"] \
 #       bash benchmarks/gpu_train.sh        # carry RUN (and .whl/ with wheels the machine lacks)

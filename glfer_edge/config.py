@@ -281,8 +281,8 @@ _TINY_MODEL = dataclasses.replace(
 # Twice tiny's widths. glfer_edge.training.probe on the trained tiny model: a linear read-out of
 # frame-pooled activations finds a single source's direction 17 deg off from the features but 54
 # deg off after its 8-channel stem (carrying +-x, +-y, +-z through GELU takes 6 channels besides
-# the 4 spectrograms). Trained the same way, this preset's 16-channel stem keeps it (19 deg) and
-# its own DOA reads 15.5 deg at epoch 45, 12.2 at 65, vs tiny's 57 (model card). MSFE groups
+# the 4 spectrograms). Trained the same way, this preset's 16-channel stem keeps it (18.4 deg at
+# epoch 151, model card) and its own DOA reads 10.9 deg there, vs tiny's 57. MSFE groups
 # capped at 4 so every branch keeps one channel per group at width 16; CSS and ODConv as the
 # paper. The bundled demo model.
 _SMALL_MODEL = dataclasses.replace(

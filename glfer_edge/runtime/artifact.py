@@ -95,8 +95,8 @@ def saturation_warning(meta: dict[str, str], source: str | Path) -> str | None:
 def read_onnx_metadata(path: str | Path) -> dict[str, str]:
     """The ``metadata_props`` of an ONNX file (external data next to it is fine).
 
-    Graph optimizations are off: this only loads the graph, and onnxruntime's optimizer crashes on
-    some FP16 graphs (deployment notes, TL;DR 8).
+    Graph optimizations are off: this only reads the metadata, and FP16 files exported before the
+    Transpose-MatMul rewrite (export/fp16.py) crash onnxruntime 1.23-1.32's optimizer.
     """
     import onnxruntime as ort
 

@@ -5,8 +5,8 @@ Each fine-tuning round (``glfer-edge train --init-weights``) is one cosine cycle
 rate near a minimum for the scenes it saw. Rounds that start from one ancestor usually stay in one
 basin, and the mean of their end points lies nearer its centre: a flatter solution that often
 generalises better, at no inference cost. Whether it does is measured on validation like any
-candidate (on the bundled model's rounds it helped while the newest round had not gained and added
-nothing after one that had; model card). The mean covers every float tensor, BatchNorm running
+candidate (on the bundled model's fine-tuning rounds it helped while the newest round had not gained,
+and added nothing after one that had). The mean covers every float tensor, BatchNorm running
 statistics included, as model soups do (SWA's re-estimation of those statistics on training data is
 not done).
 
