@@ -172,9 +172,9 @@ def test_run_with_server_writes_the_same_files(server, rt, tmp_path):
 
     wav = tmp_path / "scene.wav"
     sf.write(wav, foa_noise(rt.config, seconds=4.5, seed=5).T, rt.config.features.sample_rate, subtype="FLOAT")
-    local_args = ["run", str(wav), "--model", str(rt.path), "--threshold", "0.12", "--quiet"]
+    local_args = ["run", str(wav), "--model", str(rt.path), "--threshold", "0.12", "--no-gate", "--quiet"]
     assert main([*local_args, "--out", str(tmp_path / "local.csv"), "--json", str(tmp_path / "local.json")]) == 0
-    remote_args = ["run", str(wav), "--server", server.grpc_url, "--threshold", "0.12", "--quiet"]
+    remote_args = ["run", str(wav), "--server", server.grpc_url, "--threshold", "0.12", "--no-gate", "--quiet"]
     assert main([*remote_args, "--out", str(tmp_path / "remote.csv"), "--json", str(tmp_path / "remote.json")]) == 0
     assert (tmp_path / "remote.csv").read_text() == (tmp_path / "local.csv").read_text()
     local, remote = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("local", "remote"))
@@ -201,6 +201,30 @@ def test_stream_equals_streaming_seld_in_process(server, rt, scheme):
         np.testing.assert_allclose(_cat(remote, "diffuseness"), _cat(local, "diffuseness"), atol=1e-6)
     assert _events(remote, cfg) == _events(local, cfg)
     assert len(np.concatenate([o.frame_times for o in remote])) == 24  # frames starting before 4.7 s
+
+
+def test_concurrent_streams_share_batches_and_each_equals_its_own_streaming_seld(server, rt):
+    cfg = rt.config
+    audios = [foa_noise(cfg, seconds=3.0, seed=20 + i) for i in range(3)]  # 3 streams: every slot of the server
+    hop = int(0.2 * cfg.features.sample_rate)
+    results: dict[int, list] = {}
+
+    def worker(i):
+        with SELDClient(server.grpc_url) as client, client.stream() as stream:
+            outs = [stream.push(audios[i][:, p : p + hop]) for p in range(0, audios[i].shape[1], hop)]
+            results[i] = outs + [stream.close()]
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(audios))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for i, audio in enumerate(audios):
+        chunks = [(p, p + hop) for p in range(0, audio.shape[1], hop)]
+        local = _stream_in_process(rt, audio, chunks)
+        np.testing.assert_allclose(_cat(results[i], "doa"), _cat(local, "doa"), atol=1e-4)
+        np.testing.assert_allclose(_cat(results[i], "sed"), _cat(local, "sed"), atol=1e-5)
+        assert _events(results[i], cfg) == _events(local, cfg)
 
 
 def _raw(server, model, array, dtype="FP32", **kwargs):

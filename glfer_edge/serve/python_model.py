@@ -50,6 +50,105 @@ def _control(request: Any, pb_utils: Any, name: str) -> int:
     return 0 if tensor is None else int(tensor.as_numpy().reshape(-1)[0])
 
 
+class _Out:
+    __slots__ = ("sed", "doa")
+
+    def __init__(self, sed: np.ndarray, doa: np.ndarray) -> None:
+        self.sed, self.doa = sed, doa
+
+
+class WindowBatcher:
+    """The runtime the streams of one model instance share: the windows that the hops of one Triton batch
+    complete (one per sequence, from concurrent ``StreamingSELD.push`` calls) run as one ``infer`` batch.
+
+    :meth:`run_all` runs the pushes in threads; each ``infer`` call waits until every push still running
+    has either asked for inference or finished, then one call serves them all. Outputs are those of
+    separate calls (the backend is batch-independent to float rounding: the stream tests hold it to 1e-4).
+    """
+
+    def __init__(self, runtime: Any, max_batch: int | None) -> None:
+        import threading
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._rt = runtime
+        self.config = runtime.config
+        self.batch_range = runtime.batch_range
+        self._max = max_batch
+        self._cv = threading.Condition()
+        self._active = 0
+        self._pending: list[dict] = []
+        self._pool = ThreadPoolExecutor(max_workers=max(1, max_batch or 1), thread_name_prefix="glfer-stream")
+        self.calls = 0  # batched inference calls (logged at finalize)
+        self.windows = 0  # windows they held
+
+    def infer(self, audio: np.ndarray) -> _Out:
+        slot: dict = {"audio": audio, "out": None}
+        with self._cv:
+            self._pending.append(slot)
+            self._maybe_run()
+            while slot["out"] is None:
+                self._cv.wait()
+        if isinstance(slot["out"], BaseException):
+            raise slot["out"]
+        return slot["out"]
+
+    def _maybe_run(self) -> None:  # with the lock held
+        if not self._pending or len(self._pending) < self._active:
+            return
+        slots, self._pending = self._pending, []
+        try:
+            batch = np.concatenate([s["audio"] for s in slots]) if len(slots) > 1 else slots[0]["audio"]
+            lo, hi = self._rt.batch_range
+            step = hi or len(batch)
+            seds, doas = [], []
+            for i in range(0, len(batch), step):
+                part = batch[i : i + step]
+                pad = max(0, lo - len(part))
+                out = self._rt.infer(np.concatenate([part, np.zeros((pad,) + part.shape[1:], np.float32)])
+                                     if pad else part)
+                seds.append(out.sed[: len(part)])
+                doas.append(out.doa[: len(part)])
+                self.calls += 1
+                self.windows += len(part)
+            sed, doa = np.concatenate(seds), np.concatenate(doas)
+            pos = 0
+            for s in slots:
+                n = len(s["audio"])
+                s["out"] = _Out(sed[pos : pos + n], doa[pos : pos + n])
+                pos += n
+        except BaseException as exc:  # every waiting push gets the failure
+            for s in slots:
+                s["out"] = exc
+        self._cv.notify_all()
+
+    def run_all(self, calls: list[Any]) -> list[Any]:
+        """Run ``calls`` (no-argument functions) concurrently; their results or exceptions, in order."""
+        if len(calls) == 1:
+            with self._cv:
+                self._active = 1
+            try:
+                return [self._guard(calls[0])]
+            finally:
+                with self._cv:
+                    self._active = 0
+        with self._cv:
+            self._active = len(calls)
+        return list(self._pool.map(self._guard, calls))
+
+    def _guard(self, call: Any) -> Any:
+        try:
+            return call()
+        except BaseException as exc:
+            return exc
+        finally:
+            with self._cv:
+                self._active -= 1
+                self._maybe_run()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False)
+
+
 class TritonPythonModel:
     """Triton's Python-backend interface: ``initialize``, ``execute``, ``finalize``."""
 
@@ -77,6 +176,7 @@ class TritonPythonModel:
         self.hop_seconds = float(params[PARAM_HOP]) if params.get(PARAM_HOP) else None
         max_chunk = float(params.get(PARAM_MAX_CHUNK) or 60.0)
         self.max_chunk = int(round(max_chunk * self.config.features.sample_rate))
+        self.batcher = WindowBatcher(self.runtime, self.max_batch) if self.mode == MODE_STREAM else None
         self._log(f"{self.name}: {self.mode} mode, {self.runtime.description}, pid {os.getpid()}")
 
     # -- helpers ---------------------------------------------------------------------------------
@@ -159,17 +259,29 @@ class TritonPythonModel:
 
         pb_utils = self._pb()
         now = time.monotonic()
-        responses = []
+        controls = []
         for request in requests:
             corrid = _control(request, pb_utils, "CORRID")
-            start, end = _control(request, pb_utils, "START"), _control(request, pb_utils, "END")
-            try:
-                responses.append(self._stream_hop(request, corrid, bool(start), bool(end)))
-            except (GlferError, ValueError) as exc:
-                responses.append(self._error(f"sequence {corrid}: {exc}"))
+            controls.append((corrid, bool(_control(request, pb_utils, "START")), bool(_control(request, pb_utils, "END"))))
+        # One request per sequence in a batch (Triton's sequence batcher): the pushes run concurrently and
+        # their windows share inference calls; requests of one sequence (never in one batch) would run in order.
+        corrids = [c for c, _, _ in controls]
+        calls = [lambda r=r, c=c: self._stream_hop(r, *c) for r, c in zip(requests, controls)]
+        if len(set(corrids)) == len(corrids):
+            results = self.batcher.run_all(calls)
+        else:
+            results = [self.batcher.run_all([call])[0] for call in calls]
+        responses = []
+        for (corrid, _, end), result in zip(controls, results):
+            if isinstance(result, (GlferError, ValueError)):
+                result = self._error(f"sequence {corrid}: {result}")
                 if end:
                     self._drop(corrid)
-            self.last_seen[corrid] = now
+            elif isinstance(result, BaseException):
+                result = self._error(f"sequence {corrid}: inference failed: {result}")
+            responses.append(result)
+            if corrid in self.streams:
+                self.last_seen[corrid] = now
         self._evict(now)
         return responses
 
@@ -192,7 +304,7 @@ class TritonPythonModel:
         if start:
             if corrid in self.streams:
                 self._log(f"{self.name}: sequence {corrid} restarted; its previous state is dropped")
-            self.streams[corrid] = StreamingSELD(self.runtime, self.hop_seconds)
+            self.streams[corrid] = StreamingSELD(self.batcher, self.hop_seconds)
         stream = self.streams.get(corrid)
         if stream is None:
             raise ValueError("no stream state on this server (it restarted or the sequence idled out); "
@@ -233,10 +345,13 @@ class TritonPythonModel:
     def _evict(self, now: float) -> None:
         """Drop the state of sequences idle longer than the batcher's idle limit (Triton freed their slot)."""
         for corrid, seen in list(self.last_seen.items()):
-            if now - seen > self.idle_s and corrid in self.streams:
+            if now - seen > self.idle_s:
                 self._log(f"{self.name}: sequence {corrid} idle for {now - seen:.1f} s, its stream state is freed")
                 self._drop(corrid)
 
     def finalize(self) -> None:
         self.streams.clear()
+        if self.batcher is not None:
+            self._log(f"{self.name}: {self.batcher.windows} windows in {self.batcher.calls} inference calls")
+            self.batcher.close()
         self.runtime.close()
