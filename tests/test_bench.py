@@ -14,6 +14,7 @@ import pytest
 from glfer_edge import bench
 from glfer_edge.cli import main
 from glfer_edge.config import get_preset
+from glfer_edge.errors import InputError
 from glfer_edge.runtime.seld import DEFAULT_ONNX
 
 torch = pytest.importorskip("torch")
@@ -178,3 +179,28 @@ def test_cli_bench_writes_json_markdown_plot_and_skips_with_reasons(tmp_path):
     md = (tmp_path / "bench.md").read_text()
     assert "| tiny (random weights) | torch | 2 |" in md
     assert (tmp_path / "bench.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_runtime_options_the_bench_sets_are_real_runtime_settings(tiny_source):
+    """What the old private runners did is now an option of SELDRuntime.open, refused where it cannot apply."""
+    from glfer_edge.runtime import RuntimeOptions, SELDRuntime
+    from glfer_edge.tolerances import TOLERANCES
+
+    audio = bench.timing.bench_audio(tiny_source.config, 1)
+    with SELDRuntime.open(tiny_source.weights, threads=1, options=RuntimeOptions(profile=True)) as rt:
+        rt.infer(audio)
+        shares = rt.backend_impl.time_shares()
+        assert 0 < shares["frontend_share"] < 1 and 0 < shares["gru_share"] < 1
+    with pytest.raises(InputError, match="CUDA only"):
+        SELDRuntime.open(tiny_source.weights, options=RuntimeOptions(fp16_autocast=True))
+    with pytest.raises(InputError, match="compile"):
+        SELDRuntime.open(tiny_source.weights, options=RuntimeOptions(compile=True, profile=True))
+    with pytest.raises(InputError, match="graph_optimization"):
+        SELDRuntime.open(tiny_source.weights, options=RuntimeOptions(graph_optimization="basic"))
+    audio8 = bench.timing.bench_audio(SELDRuntime.open(DEFAULT_ONNX).config, 1)
+    outs = {}
+    for level in ("disable", "extended", "all"):
+        with SELDRuntime.open(DEFAULT_ONNX, threads=2, options=RuntimeOptions(graph_optimization=level)) as rt:
+            assert f"graph optimization {level}" in rt.description
+            outs[level] = rt.infer(audio8).sed
+    assert max(np.abs(outs[k] - outs["all"]).max() for k in outs) <= TOLERANCES["fp32"].sed_max_abs
