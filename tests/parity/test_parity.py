@@ -8,7 +8,6 @@ GPU and skip with the reason otherwise.
 from __future__ import annotations
 
 import json
-import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -18,27 +17,17 @@ import pytest
 from glfer_edge import parity
 from glfer_edge.cli import main
 from glfer_edge.errors import InputError
+from glfer_edge.precision import PRECISIONS
 from glfer_edge.tolerances import TOLERANCES, LayerTolerance, Tolerances, get_tolerances, tolerances_for
 
-# int8-cpu: onnxruntime's CPU form of the INT8 artifact (metadata precision int8, same tolerances)
-BACKENDS = [("onnxruntime", "fp32"), ("onnxruntime", "fp16"), ("onnxruntime", "int8"), ("onnxruntime", "int8-cpu"),
-            ("tensorrt", "fp32"), ("tensorrt", "fp16"), ("tensorrt", "int8")]
+# Every backend a form of the precision table runs (TensorRT from the ONNX form via glfer-edge build).
+BACKENDS = [(b, p.name) for b in ("onnxruntime", "tensorrt") for p in PRECISIONS.values() if b in p.backends]
 
 
-def _tensorrt_missing() -> str | None:
-    from importlib.util import find_spec
-
-    if find_spec("tensorrt") is None and find_spec("tensorrt_rtx") is None:
-        return "TensorRT not installed"
-    if shutil.which("nvidia-smi") is None:
-        return "no CUDA GPU"
-    return None
-
-
-def _artifact(backend: str, precision: str, artifacts: dict[str, Path], tmp_path: Path) -> Path:
+def _artifact(backend: str, precision: str, artifacts: dict[str, Path], tmp_path: Path, tensorrt_missing) -> Path:
     if backend == "onnxruntime":
         return artifacts[precision]
-    reason = _tensorrt_missing()
+    reason = tensorrt_missing
     if reason:
         pytest.skip(reason)
     from glfer_edge.export.trt_build import build_engine
@@ -64,8 +53,9 @@ def test_every_precision_names_one_tolerance_row_with_layer_bounds(tmp_path):
 
 
 @pytest.mark.parametrize(("backend", "precision"), BACKENDS, ids=[f"{b}-{p}" for b, p in BACKENDS])
-def test_backend_matches_torch_reference(backend, precision, reference, artifacts, recordings, tmp_path):
-    path = _artifact(backend, precision, artifacts, tmp_path)
+def test_backend_matches_torch_reference(backend, precision, reference, artifacts, recordings, tmp_path,
+                                        tensorrt_missing):
+    path = _artifact(backend, precision, artifacts, tmp_path, tensorrt_missing)
     report = parity.compare_artifacts(reference[0], path, recordings, data=reference[1])
     kind = precision.removesuffix("-cpu")
     assert report.a.backend == "torch" and report.b.backend == backend and report.b.precision == kind
