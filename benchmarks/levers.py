@@ -156,7 +156,7 @@ def single_batch_artifacts(source, cache: Path) -> dict[str, Path]:
     from glfer_edge.export import CalibrationConfig, ExportConfig, export_artifacts
     from glfer_edge.precision import artifact_name
 
-    out = cache / f"{Path(source.artifacts['ort-fp32']).parent.name}-single-batch"
+    out = cache / f"{Path(source.artifacts['fp32']).parent.name}-single-batch"
     wanted = ("fp32", "int8-cpu")
     if not all((out / artifact_name(p)).is_file() for p in wanted):
         export_artifacts(out, ExportConfig(
@@ -174,7 +174,7 @@ def fp32_without_cpu_rewrite(source, cache: Path) -> Path:
     from glfer_edge.metadata import sha256_file
     from glfer_edge.weights import load_model
 
-    out = cache / f"{Path(source.artifacts['ort-fp32']).parent.name}-no-cpu-rewrite" / "model.fp32.onnx"
+    out = cache / f"{Path(source.artifacts['fp32']).parent.name}-no-cpu-rewrite" / "model.fp32.onnx"
     if not out.is_file():
         import onnx
 
@@ -209,10 +209,8 @@ def main() -> None:
     audio = (rng.standard_normal((args.batch, 4, source.config.segment_samples)) * 0.05).astype(np.float32)
     # Factories only: nothing is loaded, compiled or exported until a variant is picked.
     variants: dict[str, Factory] = torch_variants(Path(source.weights), source.config, audio, args.threads)
-    for tag in ("fp32", "int8"):
+    for tag in ("fp32", "int8", "int8-cpu"):  # int8-cpu: onnxruntime's CPU INT8 form (export --precision int8-cpu)
         variants.update(ort_variants(artifacts[tag], audio, args.threads, tag))
-    # onnxruntime's CPU INT8 form (glfer-edge export --precision int8-cpu), at the runtime's setting only
-    variants["ort-int8-cpu ALL"] = ort_run(artifacts["int8-cpu"], audio, args.threads)
     variants["ort-fp32 ALL, grouped convs kept"] = lambda: ort_run(fp32_without_cpu_rewrite(source, cache), audio,
                                                                    args.threads)()
     if args.batch == 1:

@@ -203,4 +203,7 @@ def test_runtime_options_the_bench_sets_are_real_runtime_settings(tiny_source):
         with SELDRuntime.open(DEFAULT_ONNX, threads=2, options=RuntimeOptions(graph_optimization=level)) as rt:
             assert f"graph optimization {level}" in rt.description
             outs[level] = rt.infer(audio8).sed
+    with SELDRuntime.open(DEFAULT_ONNX, threads=2, options=RuntimeOptions(spinning=False)) as rt:
+        assert "spinning off" in rt.description
+        outs["no spinning"] = rt.infer(audio8).sed
     assert max(np.abs(outs[k] - outs["all"]).max() for k in outs) <= TOLERANCES["fp32"].sed_max_abs

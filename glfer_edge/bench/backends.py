@@ -9,6 +9,7 @@ torch-compile          weights             ``options=RuntimeOptions(compile=True
 torch-fp16             weights             ``options=RuntimeOptions(fp16_autocast=True)`` (CUDA)
 torch-compile-fp16     weights             both (CUDA)
 ort-<form>             model.<form>.onnx   onnxruntime (``graph_optimization`` from ``--ort-opt-level``)
+ort-<form>-nospin      model.<form>.onnx   ``options=RuntimeOptions(spinning=False)``
 openvino-<form>        model.<form>.onnx   ``backend="openvino"`` (f32 inference precision)
 openvino-bf16          model.fp32.onnx     ``backend="openvino", options=RuntimeOptions(precision="bf16")``
 trt-<form>             model.<form>.engine TensorRT, engine built from the ONNX form
@@ -52,6 +53,8 @@ def _table() -> dict[str, BenchBackend]:
         for form in PRECISIONS.values():
             if runtime in ("onnxruntime", "openvino") or runtime in form.backends:
                 rows.append(BenchBackend(f"{prefix}-{form.name}", runtime, form.name))
+        if runtime == "onnxruntime":
+            rows += [BenchBackend(f"ort-{f}-nospin", runtime, f, RuntimeOptions(spinning=False)) for f in PRECISIONS]
         if runtime == "openvino":
             rows.append(BenchBackend("openvino-bf16", "openvino", "fp32", RuntimeOptions(precision="bf16")))
     return {r.name: r for r in rows}

@@ -38,6 +38,10 @@ class RuntimeOptions:
     # onnxruntime: graph optimization level ('disable', 'basic', 'extended', 'all'); None: 'all', except FP16
     # artifacts, which run with 'disable' (onnxruntime's optimizer crashes on FP16 graphs, deployment notes 8).
     graph_optimization: str | None = None
+    # onnxruntime: whether intra-op threads spin-wait between parallel sections (None: onnxruntime's default,
+    # on). Off measured 1.26-1.38x faster per round on a 2-core AMD EPYC Zen 3 shared with other processes
+    # (benchmarks/RESULTS.md); spinning burns the cores other work needs. Not measured on an idle machine.
+    spinning: bool | None = None
     # onnxruntime, torch, openvino: record time per model scope, read back with the backend's ``time_shares()``
     # (frontend and BiGRU shares of the run time); costs a little time per call.
     profile: bool = False
@@ -75,6 +79,7 @@ class RuntimeOptions:
 # Which backends each field applies to (fields left at their default are fine everywhere).
 _APPLIES = {
     "graph_optimization": ("onnxruntime",),
+    "spinning": ("onnxruntime",),
     "profile": ("onnxruntime", "torch", "openvino"),
     "compile": ("torch",),
     "fp16_autocast": ("torch",),

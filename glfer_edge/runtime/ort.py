@@ -6,7 +6,7 @@ fails with the list of what is available. FP16 artifacts run with graph optimiza
 because onnxruntime's optimizer crashes on our FP16 graphs (deployment notes, TL;DR 8).
 
 Options (:class:`~glfer_edge.runtime.options.RuntimeOptions`): ``graph_optimization`` sets the level
-('disable', 'basic', 'extended', 'all'); ``profile`` turns on onnxruntime's profiler, and
+('disable', 'basic', 'extended', 'all'); ``spinning=False`` stops intra-op threads from spin-waiting; ``profile`` turns on onnxruntime's profiler, and
 :meth:`OrtBackend.time_shares` then reads the frontend and BiGRU shares of the node time since the last read.
 """
 
@@ -97,23 +97,24 @@ class OrtBackend(Backend):
         options = options or RuntimeOptions()
         chosen = resolve_providers(device, providers, ort.get_available_providers())
         # First load with optimizations off: reading the metadata must not run the optimizer on FP16.
+        self._spinning = options.spinning
         session = self._session(ort, path, chosen, threads, "disable")
         meta = dict(session.get_modelmeta().custom_metadata_map)
         self.config, self.precision = config_from_metadata(meta, path)
         if (warning := saturation_warning(meta, path.name)) is not None:
             warnings.warn(warning, stacklevel=3)
         self.graph_optimization = options.graph_optimization or ("disable" if self.precision == "fp16" else "all")
-        if self.graph_optimization != "disable" or options.profile:
+        if self.graph_optimization != "disable" or options.profile or options.spinning is not None:
             session = self._session(ort, path, chosen, threads, self.graph_optimization, profile=options.profile)
         self._profiling = options.profile
         self._check_providers(session, chosen)
         self.batch_range = self._check_io(session, path)
         self._session_obj: Any = session
         self.description = (f"{path.name} ({self.precision}, onnxruntime {', '.join(session.get_providers())}, "
-                            f"graph optimization {self.graph_optimization})")
+                            f"graph optimization {self.graph_optimization}"
+                            f"{'' if options.spinning is None else ', spinning ' + ('on' if options.spinning else 'off')})")
 
-    @staticmethod
-    def _session(ort: Any, path: Path, providers: list[Any], threads: int | None, level: str,
+    def _session(self, ort: Any, path: Path, providers: list[Any], threads: int | None, level: str,
                  profile: bool = False) -> Any:
         options = ort.SessionOptions()
         options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _LEVELS[level])
@@ -121,6 +122,8 @@ class OrtBackend(Backend):
         if threads is not None:
             options.intra_op_num_threads = int(threads)
             options.inter_op_num_threads = 1
+        if self._spinning is not None:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self._spinning else "0")
         if profile:
             options.enable_profiling = True
             options.profile_file_prefix = str(Path(tempfile.gettempdir()) / f"glfer_ort_profile_{os.getpid()}")
