@@ -22,12 +22,14 @@ import pytest
 
 pytest.importorskip("tritonclient.http", reason="serving tests need the serve extra: pip install -e '.[serve]'")
 pytest.importorskip("tritonclient.grpc", reason="serving tests need the serve extra: pip install -e '.[serve]'")
+from glfer_edge.errors import GlferError  # noqa: E402
+
 try:
     from glfer_edge.serve.distribution import check_libpython, find_distribution
 
     find_distribution()
     check_libpython()
-except (ImportError, Exception) as exc:  # the wheel needs glibc >= 2.35 and x86_64/aarch64 Linux
+except (ImportError, GlferError) as exc:  # the wheel needs Linux x86_64/aarch64 with glibc >= 2.35
     pytest.skip(f"no usable tritonserver from nvidia-pytriton here ({exc})", allow_module_level=True)
 
 from glfer_edge import postprocess as pp
