@@ -100,8 +100,9 @@ def run_streams(url: str, audios: list[np.ndarray], chunk: int, rate: int, paced
 
 
 def in_process_streams(rt, audios: list[np.ndarray], chunk: int, hop_s: float) -> float:
-    """Audio-s/s of the same streams in-process: N StreamingSELD on one runtime, hops round-robin."""
-    streams = [StreamingSELD(rt, hop_s) for _ in audios]
+    """Audio-s/s of the same streams in-process: N StreamingSELD on one runtime, hops round-robin, one window
+    per inference call as on the server (StreamingSELD's default batch pads each call to 8 segments)."""
+    streams = [StreamingSELD(rt, hop_s, batch_size=1) for _ in audios]
     t = time.perf_counter()
     for pos in range(0, max(a.shape[1] for a in audios), chunk):
         for s, a in zip(streams, audios):

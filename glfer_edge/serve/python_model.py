@@ -304,7 +304,9 @@ class TritonPythonModel:
         if start:
             if corrid in self.streams:
                 self._log(f"{self.name}: sequence {corrid} restarted; its previous state is dropped")
-            self.streams[corrid] = StreamingSELD(self.batcher, self.hop_seconds)
+            # batch_size 1: a window is one row of the shared batch (StreamingSELD's default pads every call
+            # to 8 segments, 7 of them silent for a one-window hop)
+            self.streams[corrid] = StreamingSELD(self.batcher, self.hop_seconds, batch_size=1)
         stream = self.streams.get(corrid)
         if stream is None:
             raise ValueError("no stream state on this server (it restarted or the sequence idled out); "
