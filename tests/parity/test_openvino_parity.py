@@ -19,12 +19,17 @@ FORMS = ["fp32", "fp16", "int8", "int8-cpu"]
 
 
 def _outputs(path, recordings, **open_kwargs):
+    """(runtime summary, per-recording SED, per-recording DOA) of one artifact on one backend."""
+    from types import SimpleNamespace
+
     from glfer_edge.runtime import SELDRuntime
     from glfer_edge.runtime.segments import infer_long
 
     with SELDRuntime.open(path, **open_kwargs) as rt:
         outs = [infer_long(rt, rec.audio, batch_size=4) for rec in recordings]
-        return rt, [o.sed[0] for o in outs], [o.doa[0] for o in outs]
+        summary = SimpleNamespace(backend=rt.backend, precision=rt.precision, description=rt.description,
+                                  config=rt.config)
+        return summary, [o.sed[0] for o in outs], [o.doa[0] for o in outs]
 
 
 @pytest.fixture(scope="module")
@@ -44,15 +49,25 @@ def _check(torch_outputs, recordings, sed_b, doa_b, config, tol):
 
 @pytest.mark.parametrize("form", FORMS)
 def test_openvino_matches_torch_reference(form, artifacts, recordings, torch_outputs, reference, tmp_path):
+    from glfer_edge.machine import cpu_label
     from glfer_edge.precision import PRECISIONS
     from glfer_edge.runtime import RuntimeOptions
+    from glfer_edge.runtime.artifact import artifact_metadata
+    from glfer_edge.runtime.openvino import int8_saturation_warning
 
-    rt, sed, doa = _outputs(artifacts[form], recordings, backend="openvino",
-                            options=RuntimeOptions(cache_dir=str(tmp_path / "ov_cache")))
+    saturates = int8_saturation_warning(artifact_metadata(artifacts[form]), artifacts[form].name)
+    options = RuntimeOptions(cache_dir=str(tmp_path / "ov_cache"))
+    if saturates:  # the backend says so when it opens the file, and the outputs are out of the INT8 row
+        with pytest.warns(UserWarning, match="saturate"):
+            _outputs(artifacts[form], recordings[:1], backend="openvino", options=options)
+        pytest.skip(f"8-bit INT8 weights saturate OpenVINO's kernels on {cpu_label()} (no VNNI); the backend warns")
+    rt, sed, doa = _outputs(artifacts[form], recordings, backend="openvino", options=options)
     assert rt.backend == "openvino" and rt.precision == PRECISIONS[form].metadata
     assert "inference precision f32" in rt.description  # never bf16 unless asked for
     tol = TOLERANCES[PRECISIONS[form].tolerance]
     stats, delta, failed = _check(torch_outputs, recordings, sed, doa, rt.config, tol)
+    print(f"openvino {form} vs torch: SED max {stats.sed_max_abs:.3g}, DOA max {stats.doa_max_abs:.3g}, agreement "
+          f"{stats.sed_agreement:.4f}, DOA mean {stats.doa_angle_mean_deg:.3f} deg, SELD delta {delta:+.4f}")
     assert stats.nonfinite == 0
     assert not failed, f"{reference[1]}, openvino {form}: " + "; ".join(failed)
 
