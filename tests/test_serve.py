@@ -128,6 +128,10 @@ def test_every_config_parses_with_tritons_model_config(model, tmp_path):
     assert stream.input[0].allow_ragged_batch
     assert onnx_cfg.platform == "onnxruntime_onnx" and onnx_cfg.max_batch_size == 8
     assert not onnx_cfg.HasField("optimization")  # FP32: our sessions use onnxruntime's default level too
+    from glfer_edge.serve.repository import TRITON_ORT_LEVELS
+
+    with SELDRuntime.open(model) as opened:  # what OrtBackend picked for this artifact is what the config says
+        assert TRITON_ORT_LEVELS[opened.backend_impl.graph_optimization] is None
     assert json.loads(glfer.parameters["glfer_edge.config"].string_value)["segment_seconds"] == cfg.segment_seconds
     assert "import TritonPythonModel" in (written["glfer"] / "1" / "model.py").read_text()
     assert (written["glfer_onnx"] / "1" / "model.onnx").stat().st_size == model.stat().st_size

@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             server.start()
-            _note(f"tritonserver {dist.version} (nvidia-pytriton) pid {server.pid}, loading the models")
+            _note(f"tritonserver of nvidia-pytriton {dist.version}, pid {server.pid}, loading the models")
             server.wait_ready(args.ready_timeout)
             _note(f"listening: HTTP {args.host}:{args.http_port}, gRPC {args.host}:{args.grpc_port}, "
                   f"metrics http://{args.host}:{args.metrics_port}/metrics; health {server.http_url}/v2/health/ready")
