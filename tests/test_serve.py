@@ -157,6 +157,31 @@ def test_fp16_and_engine_configs_set_what_our_sessions_set(model):
     assert plan.instance_group[0].kind == plan.instance_group[0].KIND_GPU
 
 
+def test_engine_form_from_a_sidecar(model, tmp_path):
+    """--engine adds glfer_trt: the plan is copied with its sidecar, the config names its TensorRT version."""
+    from glfer_edge.runtime.artifact import read_onnx_metadata
+    from glfer_edge.runtime.trt_compat import SIDECAR_FORMAT
+
+    cfg = SELDRuntime.open(model).config
+    engine = tmp_path / "model.engine"
+    engine.write_bytes(b"not a real plan: Triton's TensorRT backend reads it, this test only the repository")
+    n = cfg.segment_samples
+    (tmp_path / "model.engine.json").write_text(json.dumps({
+        "format": SIDECAR_FORMAT, "tensorrt": {"flavour": "tensorrt", "version": "10.3.0"},
+        "profile": {"audio": {"min": [1, 4, n], "opt": [4, 4, n], "max": [16, 4, n]}},
+        "io": [{"name": "audio", "dtype": "float"}, {"name": "sed", "dtype": "float"}, {"name": "doa", "dtype": "float"}],
+        "onnx_metadata": read_onnx_metadata(model),
+    }))
+    written = write_repository(tmp_path / "repo", model, engine=engine, forms=("tensorrt",), options=_options())
+    plan = parse_config((written["glfer_trt"] / "config.pbtxt").read_text())
+    assert plan.platform == "tensorrt_plan" and plan.max_batch_size == 8
+    assert plan.parameters["glfer_edge.tensorrt_version"].string_value == "10.3.0"
+    assert (written["glfer_trt"] / "1" / "model.plan").read_bytes() == engine.read_bytes()
+    assert (written["glfer_trt"] / "1" / "model.plan.json").is_file()
+    with pytest.raises(Exception, match="needs an .onnx --model|forms here"):
+        write_repository(tmp_path / "repo2", engine, forms=("onnx",), options=_options())
+
+
 # -- the served models ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("scheme", ["http", "grpc"])
 def test_glfer_equals_in_process_file_inference(server, rt, scheme):
