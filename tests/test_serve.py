@@ -353,6 +353,56 @@ def test_health_ready_and_metrics_are_tritons_own(server):
     assert 'nv_inference_request_success{model="glfer"' in text
 
 
+def test_readme_serving_examples_run_against_a_server(server, rt, tmp_path, monkeypatch, capsys):
+    """The `sh` and `py` blocks of the README's "Serving a fleet", on this server's ports (serve and docker
+    lines are the fixture's job: a server that blocks; tests/test_readme.py skips serve lines too)."""
+    import re
+    import shlex
+    import shutil
+
+    import soundfile as sf
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Serving a fleet", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"^```(\w*)\n(.*?)^```", section, re.S | re.M)
+    assert [lang for lang, _ in blocks] == ["sh", "py", "sh"]
+
+    def here(text: str) -> str:
+        return (text.replace("127.0.0.1:8001", f"127.0.0.1:{server.grpc_port}")
+                .replace("localhost:8000", f"127.0.0.1:{server.http_port}")
+                .replace("localhost:8002", f"127.0.0.1:{server.metrics_port}"))
+
+    cfg = rt.config
+    sf.write(tmp_path / "scene.wav", foa_noise(cfg, seconds=3.0, seed=11).T, cfg.features.sample_rate, subtype="FLOAT")
+    monkeypatch.chdir(tmp_path)
+    ran = []
+    for lang, body in blocks:
+        if lang == "py":
+            names = {"__name__": "readme", "segments": foa_noise(cfg, batch=2, seed=12),
+                     "recording": foa_noise(cfg, seconds=3.3, seed=14),
+                     "sensor_hops": np.array_split(foa_noise(cfg, seconds=2.5, seed=15), 7, axis=1)}
+            exec(compile(here(body), "README.md serving py block", "exec"), names)
+            assert capsys.readouterr().out.strip() == "17 frames of the recording, 13 streamed"
+            ran.append("py")
+            continue
+        for line in body.splitlines():
+            if line.startswith(("glfer-edge serve", "docker ")) or not line.strip():
+                continue
+            if line.startswith("curl"):
+                if shutil.which("curl"):
+                    out = subprocess.run(here(line), shell=True, capture_output=True, text=True, timeout=30)
+                    assert out.returncode == 0 and int(out.stdout.split()[-1]) > 0, out
+                    ran.append("curl")
+                continue
+            argv = shlex.split(here(line))
+            assert argv[0] == "glfer-edge", line
+            out = subprocess.run([sys.executable, "-m", "glfer_edge", *argv[1:]], capture_output=True, text=True,
+                                 timeout=120)
+            assert out.returncode == 0, out.stderr
+            ran.append(argv[1])
+    assert "py" in ran and "run" in ran and (tmp_path / "events.csv").is_file()
+
+
 # -- faults that need their own server -----------------------------------------------------------------
 def test_server_killed_and_restarted_mid_stream(model, rt, tmp_path):
     cfg = rt.config
