@@ -122,3 +122,26 @@ def test_one_hour_soak_has_flat_memory_and_no_timestamp_drift(rt):
     assert last_time == 17999 * cfg.output_hop_seconds  # exact: computed from the frame counter
     assert traced - base[0] < 256 * 1024
     assert rss - base[1] < 32 * 2**20
+
+
+def test_a_hop_infers_only_the_windows_it_completes(rt):
+    """No silent padding on a dynamic-batch model: one new window is a batch of one, two a batch of two."""
+    backend = rt._live
+    calls: list[int] = []
+    original = backend.run
+
+    def counting_run(audio):
+        calls.append(audio.shape[0])
+        return original(audio)
+
+    backend.run = counting_run
+    try:
+        stream = StreamingSELD(rt, hop_seconds=0.2)
+        cfg = rt.config
+        stream.push(np.zeros((4, cfg.segment_samples), np.float32))
+        hop = stream.hop_samples
+        stream.push(np.zeros((4, hop), np.float32))
+        stream.push(np.zeros((4, 2 * hop), np.float32))
+    finally:
+        del backend.run
+    assert calls == [1, 1, 2]

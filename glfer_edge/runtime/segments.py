@@ -56,14 +56,16 @@ def iter_segment_batches(
 
 
 def batch_plan(runtime: SELDRuntime, requested: int | None = None) -> tuple[int, int]:
-    """(segments per call, batch actually passed) within the runtime's batch range.
+    """(most segments per call, fewest segments per call) within the runtime's batch range.
 
-    A fixed-batch engine (min > 1) gets silent segments appended; their outputs are dropped.
+    A call with fewer segments than the model's minimum (a fixed-batch engine) gets silent segments
+    appended, whose outputs are dropped; no call is padded beyond that minimum, so a stream's one new
+    window costs one segment of compute, not a batch of them.
     """
     lo, hi = runtime.batch_range
     size = requested or DEFAULT_BATCH
-    size = max(1, size if hi is None else min(size, hi))
-    return size, max(size, lo)
+    size = max(1, lo, size if hi is None else min(size, hi))
+    return size, max(1, lo)
 
 
 def pad_batch(batch: np.ndarray, size: int) -> np.ndarray:
@@ -78,7 +80,8 @@ def infer_views(
 ) -> tuple[np.ndarray, np.ndarray]:
     """SED (n, T', C) and DOA (n, T', C, 3) of segments (n, 4, segment), averaged over their
     ``transforms`` views (test-time augmentation; DOAs mapped back first), in calls of at most
-    ``size`` rows padded to ``padded``. The views of a segment share calls: 8 rows hold 2 x 4 views."""
+    ``size`` rows, padded to at least ``padded`` (the model's minimum batch). The views of a segment
+    share calls: 8 rows hold 2 x 4 views."""
     order, n = runtime.config.features.channel_order, len(batch)
     views = [batch if t.is_identity else t.apply_audio(batch, order) for t in transforms]
     stacked = views[0] if len(views) == 1 else np.concatenate(views)

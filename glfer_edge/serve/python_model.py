@@ -304,8 +304,7 @@ class TritonPythonModel:
         if start:
             if corrid in self.streams:
                 self._log(f"{self.name}: sequence {corrid} restarted; its previous state is dropped")
-            # batch_size 1: a window is one row of the shared batch (StreamingSELD's default pads every call
-            # to 8 segments, 7 of them silent for a one-window hop)
+            # batch_size 1: each window is one row of the batch the WindowBatcher shares across streams
             self.streams[corrid] = StreamingSELD(self.batcher, self.hop_seconds, batch_size=1)
         stream = self.streams.get(corrid)
         if stream is None:
