@@ -110,7 +110,7 @@ def test_folder_reader_rejects_wrong_audio(tmp_path, channels, rate):
 
 
 def test_folder_reader_rejects_empty_or_missing_folders(tmp_path):
-    with pytest.raises(InputError, match="no .wav"):
+    with pytest.raises(InputError, match="no audio files"):
         FolderReader(tmp_path, CONFIG)
     with pytest.raises(InputError, match="does not exist"):
         FolderReader(tmp_path / "missing", CONFIG)
