@@ -82,11 +82,15 @@ DENORMALS_AS_ZERO = {"session.set_denormal_as_zero": "1"}
 NO_SPINNING = {"session.intra_op.allow_spinning": "0"}
 
 
-def ort_session(path: Path, threads: int, level=None, **entries: str):
-    """An onnxruntime CPU session; ``level`` defaults to ORT_ENABLE_ALL (the runtime's setting)."""
+def ort_session(path: Path, threads: int, level=None, parallel: bool = False, **entries: str):
+    """An onnxruntime CPU session; ``level`` defaults to ORT_ENABLE_ALL (the runtime's setting); ``parallel``:
+    independent branches run concurrently (ORT_PARALLEL, ``threads`` inter-op threads)."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
+    if parallel:
+        so.execution_mode = ort.ExecutionMode.ORT_PARALLEL
+        so.inter_op_num_threads = threads
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL if level is None else level
     so.intra_op_num_threads = threads
     so.log_severity_level = 3
@@ -95,9 +99,10 @@ def ort_session(path: Path, threads: int, level=None, **entries: str):
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
-def ort_run(path: Path, audio: np.ndarray, threads: int, level=None, **entries: str) -> Factory:
+def ort_run(path: Path, audio: np.ndarray, threads: int, level=None, parallel: bool = False,
+            **entries: str) -> Factory:
     def factory() -> Callable[[], None]:
-        session = ort_session(path, threads, level, **entries)
+        session = ort_session(path, threads, level, parallel, **entries)
         return lambda: session.run(None, {"audio": audio})
     return factory
 
@@ -122,6 +127,9 @@ def ort_variants(path: Path, audio: np.ndarray, threads: int, tag: str) -> dict[
         f"ort-{tag} ALL + denormals as zero": ort_run(path, audio, threads, **DENORMALS_AS_ZERO),
         f"ort-{tag} ALL + no spinning": ort_run(path, audio, threads, **NO_SPINNING),
         f"ort-{tag} ALL + IO binding": io_binding,
+        f"ort-{tag} ALL + parallel branches": ort_run(path, audio, threads, parallel=True),
+        f"ort-{tag} ALL + parallel branches, no spinning": ort_run(path, audio, threads, parallel=True,
+                                                                   **NO_SPINNING),
     }
 
 
