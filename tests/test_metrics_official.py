@@ -17,6 +17,7 @@ import pytest
 
 from glfer_edge.errors import InputError
 from glfer_edge.metrics import evaluate_folders, result_names
+from tools.record_official_metrics import write_case
 
 DATA = Path(__file__).parent / "data" / "dcase_official"
 EDITIONS = ("2021", "2022", "2023", "2024")
@@ -28,16 +29,7 @@ def _load(edition: str) -> dict:
     return json.loads((DATA / f"{edition}.json").read_text())
 
 
-def _write(tmp_path: Path, case: dict) -> tuple[Path, Path]:
-    ref_dir, pred_dir = tmp_path / "ref" / "dev-test", tmp_path / "pred"
-    ref_dir.mkdir(parents=True)
-    pred_dir.mkdir()
-    for name, text in case["refs"].items():
-        (ref_dir / name).write_text(text)
-    for name, text in case["preds"].items():
-        (pred_dir / name).write_text(text)
-    return ref_dir.parent, pred_dir
-
+_write = write_case  # the recording tool's own layout of a case
 
 def _diff(ours: float | None, official: float | None) -> float:
     """Absolute difference; None (official NaN: no estimate) must meet NaN."""

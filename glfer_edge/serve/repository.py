@@ -305,22 +305,22 @@ def write_repository(
             (folder / "config.pbtxt").write_text(text)
             written[name] = folder
     if "onnx" in forms:
-        folder = out / ONNX_MODEL
-        _copy_artifact(model, folder / "1", "model.onnx")
         text = onnx_config(config, precision, _onnx_fixed_batch(model), options, source=model.name)
-        parse_config(text)
-        (folder / "config.pbtxt").write_text(text)
-        written[ONNX_MODEL] = folder
+        written[ONNX_MODEL] = _write_backend_model(out / ONNX_MODEL, model, "model.onnx", text)
     if "tensorrt" in forms and engine_path is not None:
         from glfer_edge.runtime.trt_compat import read_sidecar
 
-        folder = out / TRT_MODEL
-        _copy_artifact(engine_path, folder / "1", "model.plan")
         text = tensorrt_config(config, precision, read_sidecar(engine_path), options, source=engine_path.name)
-        parse_config(text)
-        (folder / "config.pbtxt").write_text(text)
-        written[TRT_MODEL] = folder
+        written[TRT_MODEL] = _write_backend_model(out / TRT_MODEL, engine_path, "model.plan", text)
     return written
+
+
+def _write_backend_model(folder: Path, artifact: Path, filename: str, config_text: str) -> Path:
+    """One model folder of a stock Triton backend: version 1 holds the artifact, beside its checked config."""
+    parse_config(config_text)
+    _copy_artifact(artifact, folder / "1", filename)
+    (folder / "config.pbtxt").write_text(config_text)
+    return folder
 
 
 def _onnx_fixed_batch(path: Path) -> int | None:

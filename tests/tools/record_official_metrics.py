@@ -314,19 +314,25 @@ def _jackknife(edition: str, out) -> dict:
     return ci
 
 
+def write_case(root: Path, case: dict) -> tuple[Path, Path]:
+    """A recorded case as the official layout: (reference root holding ``dev-test/``, prediction folder)."""
+    ref_dir, pred_dir = root / "ref" / "dev-test", root / "pred"
+    ref_dir.mkdir(parents=True)
+    pred_dir.mkdir()
+    for name, text in case["refs"].items():
+        (ref_dir / name).write_text(text)
+    for name, text in case["preds"].items():
+        (pred_dir / name).write_text(text)
+    return ref_dir.parent, pred_dir
+
+
 def score(compute, params: dict, edition: str, case: dict, average: str, jackknife: bool) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        ref_dir, pred_dir = Path(tmp, "ref", "dev-test"), Path(tmp, "pred")
-        ref_dir.mkdir(parents=True)
-        pred_dir.mkdir()
-        for name, text in case["refs"].items():
-            (ref_dir / name).write_text(text)
-        for name, text in case["preds"].items():
-            (pred_dir / name).write_text(text)
+        ref_root, pred_dir = write_case(Path(tmp), case)
         p = dict(params, average=average)
         try:
             with contextlib.redirect_stdout(io.StringIO()), _quiet():
-                obj = compute.ComputeSELDResults(p, ref_files_folder=str(ref_dir.parent))
+                obj = compute.ComputeSELDResults(p, ref_files_folder=str(ref_root))
                 if edition == "2021":
                     return _values(edition, obj.get_SELD_Results(str(pred_dir)))
                 res = _values(edition, obj.get_SELD_Results(str(pred_dir)))
