@@ -85,11 +85,15 @@ def get_tolerances(name_or_file: str) -> Tolerances:
     return Tolerances(**{"name": path.stem, **fields})
 
 
-def tolerances_for(precision: str) -> Tolerances:
-    """The row an artifact of ``precision`` is checked against: the ``tolerance`` of the form in
+def tolerances_for(precision: str, backend: str | None = None) -> Tolerances:
+    """The row an artifact of ``precision`` is checked against: the backend's own row ``<backend>-<precision>``
+    where one exists (``openvino-bf16``), else the ``tolerance`` of the form in
     :data:`glfer_edge.precision.PRECISIONS` with that name or metadata precision, else the row of that name."""
     from glfer_edge.errors import InputError
     from glfer_edge.precision import PRECISIONS
+
+    if backend is not None and f"{backend}-{precision}" in TOLERANCES:
+        return TOLERANCES[f"{backend}-{precision}"]
 
     forms = [p for p in PRECISIONS.values() if precision in (p.name, p.metadata)]
     rows = {p.tolerance for p in forms} or {precision}

@@ -36,6 +36,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="scene generator seed (default 0)")
     p.add_argument("--batch", type=int, default=4, help="segments per inference call (default 4)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--backend", choices=("onnxruntime", "openvino"), default=None,
+                   help="runtime of B when it is an .onnx file (default onnxruntime)")
+    p.add_argument("--bf16", action="store_true",
+                   help="with --backend openvino: compute B's FP32 graph in bf16 (checked against openvino-bf16)")
     add_json_argument(p, "the full report")
     p.add_argument("--report", metavar="PATH",
                    help="write the markdown report to PATH (printed as well, unless --json -)")
@@ -51,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from glfer_edge._fileio import write_json, write_text_atomic
     from glfer_edge.errors import InputError
     from glfer_edge.runtime import SELDRuntime
+    from glfer_edge.runtime.options import RuntimeOptions
     from glfer_edge.tolerances import get_tolerances
 
     if args.report == STDOUT:
@@ -75,8 +80,12 @@ def run(args: argparse.Namespace) -> int:
         n = args.synth or 8
         recordings = parity.synth_recordings(config, n, seed=args.seed)
         data = f"{n} generated scenes (seed {args.seed}, {config.segment_seconds:g} s)"
+    if args.bf16 and args.backend != "openvino":
+        raise InputError("--bf16 is OpenVINO's inference precision; add --backend openvino")
+    options_b = RuntimeOptions(precision="bf16") if args.bf16 else None
     report = parity.compare_artifacts(
-        args.a, args.b, recordings, tolerances=tolerances, data=data, batch=args.batch, device=args.device
+        args.a, args.b, recordings, tolerances=tolerances, data=data, batch=args.batch, device=args.device,
+        backend_b=args.backend, options_b=options_b,
     )
     if args.per_layer:
         first = recordings[0].audio[:, : config.segment_samples]

@@ -106,11 +106,14 @@ class _Outputs:
     doa: list[np.ndarray]  # per recording (T, C, 3)
 
 
-def _run(path: str | Path, recordings: Sequence[LabelledScene], *, batch: int, device: str) -> _Outputs:
+def _run(
+    path: str | Path, recordings: Sequence[LabelledScene], *, batch: int, device: str, backend: str | None = None,
+    options: Any = None,
+) -> _Outputs:
     from glfer_edge.runtime import SELDRuntime
     from glfer_edge.runtime.segments import infer_long
 
-    with SELDRuntime.open(path, device=device) as rt:
+    with SELDRuntime.open(path, device=device, backend=backend, options=options) as rt:
         outs = [infer_long(rt, rec.audio, batch_size=batch) for rec in recordings]
         summary = ArtifactSummary(str(path), rt.backend, rt.precision, rt.description)
         return _Outputs(summary, rt.config, [o.sed[0] for o in outs], [o.doa[0] for o in outs])
@@ -178,12 +181,16 @@ def compare_artifacts(
     batch: int = 4,
     device: str = "cpu",
     with_seld: bool = True,
+    backend_b: str | None = None,
+    options_b: Any = None,
 ) -> ParityReport:
-    """Run A (reference) and B on the same recordings; tolerances default to the row of B's precision."""
+    """Run A (reference) and B on the same recordings; tolerances default to the row of B's precision
+    (on B's backend where it has its own, e.g. ``openvino-bf16``). ``backend_b`` and ``options_b``
+    open B as :meth:`SELDRuntime.open` does (e.g. ``"openvino"`` for an ONNX file)."""
     if not recordings:
         raise InputError("no recordings to compare on; pass --synth N or a --data folder with recordings")
     out_a = _run(a, recordings, batch=batch, device=device)
-    out_b = _run(b, recordings, batch=batch, device=device)
+    out_b = _run(b, recordings, batch=batch, device=device, backend=backend_b, options=options_b)
     ca, cb = out_a.config, out_b.config
     if ca.segment_samples != cb.segment_samples or ca.model.num_classes != cb.model.num_classes:
         raise InputError(
@@ -191,7 +198,7 @@ def compare_artifacts(
             f"{ca.model.num_classes} classes vs {cb.segment_seconds:g}-s, {cb.model.num_classes}); "
             "export both from the same weights and segment length"
         )
-    tol = tolerances or tolerances_for(out_b.summary.precision)
+    tol = tolerances or tolerances_for(out_b.summary.precision, out_b.summary.backend)
     stats = compare_outputs(
         np.concatenate(out_a.sed), np.concatenate(out_a.doa), np.concatenate(out_b.sed), np.concatenate(out_b.doa),
         threshold=ca.sed_threshold,

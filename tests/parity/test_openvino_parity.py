@@ -90,3 +90,20 @@ def test_openvino_bf16_within_its_own_row(artifacts, recordings, torch_outputs, 
     _, sed32, _ = _outputs(artifacts["fp32"], recordings[:2], backend="openvino",
                            options=RuntimeOptions(cache_dir=str(tmp_path / "ov_cache")))
     assert max(float(np.abs(a - b).max()) for a, b in zip(sed32, sed[:2])) > 1e-5
+
+
+def test_cli_parity_runs_b_on_openvino(reference, artifacts, tmp_path, capsys):
+    """`glfer-edge parity A B --backend openvino`: the same report as onnxruntime's, with B opened by OpenVINO."""
+    import json
+
+    from glfer_edge.cli import main
+
+    out = tmp_path / "parity.json"
+    assert main(["parity", str(reference[0]), str(artifacts["fp32"]), "--synth", "2", "--backend", "openvino",
+                 "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["b"]["backend"] == "openvino" and report["passed"]
+    assert report["tolerances"]["name"] == "fp32" and report["stats"]["sed_max_abs"] < 1e-4
+    capsys.readouterr()
+    assert main(["parity", str(reference[0]), str(artifacts["fp32"]), "--synth", "2", "--bf16"]) == 2
+    assert "add --backend openvino" in capsys.readouterr().err
