@@ -4,7 +4,7 @@
 # Install the deploy extras and run the main job on the bundled default model.
 demo:
 	python3 -m pip install -q -e '.[plot]'
-	glfer-edge run --demo --plot demo.png
+	glfer-edge run --demo --plot demo.png --force
 
 # Install CPU torch (local wheel, no CUDA download) + dev extras, then run the whole suite.
 test:
