@@ -126,7 +126,9 @@ def _check_args(args: argparse.Namespace) -> list[tuple[Path, Path | None, str |
     if args.batch is not None and args.batch < 1:
         raise InputError(f"--batch {args.batch} must be at least 1")
     tta_transforms(args.tta)  # refuses a --tta other than 1, 2, 4, 8, 16
-    args.average = check_average(args.edition, args.average)
+    args.averages = (check_average(args.edition, args.average),)
+    if args.average is None and args.averages[0] == "macro":  # one recording: its own classes' score beside it
+        args.averages += ("micro",)
     if args.plot is not None and args.plot.suffix.lower() not in (".png", ".pdf", ".svg", ".jpg"):
         raise InputError(f"--plot {args.plot}: use a .png, .pdf, .svg or .jpg file name")
     if args.ref is not None and not args.ref.is_file():
@@ -269,11 +271,15 @@ def _score(reference, rows, cfg, args: argparse.Namespace) -> None:
     times = np.arange(n) * LABEL_HOP_SECONDS
     print("\nreference:")
     print(pp.format_events(pp.events_from_frames(sed > 0, sed, doa, times, LABEL_HOP_SECONDS, cfg.class_names)))
-    metrics = SELDMetrics(cfg.model.num_classes, edition=args.edition, average=args.average)
-    metrics.update(reference, rows)
-    r = metrics.compute()
-    print(f"\nagainst the reference ({len(reference)} label rows, DCASE {r.edition} metrics, {r.average} averaging):")
-    print(f"  ER20 {r.er:.3f}  F20 {100 * r.f:.1f}%  LE_CD {r.le:.1f}°  LR_CD {100 * r.lr:.1f}%  SELD {r.seld:.3f}")
+    print(f"\nagainst the reference ({len(reference)} label rows, DCASE {args.edition} metrics):")
+    for average in args.averages:
+        metrics = SELDMetrics(cfg.model.num_classes, edition=args.edition, average=average)
+        metrics.update(reference, rows)
+        r = metrics.compute()
+        why = {"macro": "the edition's default: every class, absent ones as misses",
+               "micro": "this recording's events pooled"}[average] if len(args.averages) > 1 else ""
+        print(f"  {average} averaging{f' ({why})' if why else ''}:")
+        print(f"    ER20 {r.er:.3f}  F20 {100 * r.f:.1f}%  LE_CD {r.le:.1f}°  LR_CD {100 * r.lr:.1f}%  SELD {r.seld:.3f}")
 
 
 def _note(text: str) -> None:
