@@ -2,8 +2,9 @@
 
 Providers are never dropped silently: if a requested provider is not in this onnxruntime build,
 or onnxruntime falls back from it while creating the session (missing CUDA libraries), opening
-fails with the list of what is available. FP16 artifacts run with graph optimizations off,
-because onnxruntime's optimizer crashes on our FP16 graphs (deployment notes, TL;DR 8).
+fails with the list of what is available. FP16 artifacts run with graph optimizations off: FP16
+files exported before the Transpose-MatMul rewrite (export/fp16.py) crash onnxruntime 1.23-1.32's
+optimizer, and the runtime cannot tell them from new ones.
 
 Options (:class:`~glfer_edge.runtime.options.RuntimeOptions`): ``graph_optimization`` sets the level
 ('disable', 'basic', 'extended', 'all'); ``spinning=False`` stops intra-op threads from spin-waiting; ``profile`` turns on onnxruntime's profiler, and
