@@ -19,7 +19,6 @@ from pathlib import Path
 from glfer_edge.bench.backends import get_backend
 from glfer_edge.config import SELDConfig
 from glfer_edge.errors import InputError
-from glfer_edge.machine import _run_text
 from glfer_edge.precision import artifact_name
 
 __all__ = ["ModelSource", "resolve_source", "default_cache_dir", "preset_weights", "TIMING_CALIBRATION_SEGMENTS"]
@@ -204,13 +203,9 @@ def _with_engines(source: ModelSource, backends: Sequence[str], batches: Sequenc
 
 def trt_missing() -> str | None:
     """Why TensorRT engines cannot run here (TensorRT-RTX builds ahead of time but runs on a GPU too)."""
-    from importlib.util import find_spec
+    from glfer_edge.runtime.trt_compat import tensorrt_missing
 
-    if find_spec("tensorrt") is None and find_spec("tensorrt_rtx") is None:
-        return "TensorRT not installed"
-    if not _run_text(["nvidia-smi", "-L"]):
-        return "no CUDA GPU"
-    return None
+    return tensorrt_missing()
 
 
 def one_line(exc: BaseException) -> str:

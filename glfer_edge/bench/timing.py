@@ -41,7 +41,7 @@ from glfer_edge.machine import _run_text
 
 __all__ = [
     "BenchOptions", "Case", "run_case", "run_matrix", "run_rounds", "latency_stats", "open_runtime",
-    "skip_reason", "segment_gflop", "sgemm_gflops", "SGEMM_SIZE",
+    "skip_reason", "segment_gflop", "SGEMM_SIZE",
 ]
 
 _PROFILE_RUNS = 3
@@ -171,8 +171,8 @@ def skip_reason(backend: str, source: ModelSource, options: BenchOptions) -> str
 
             if not torch.cuda.is_available():
                 return f"torch {torch.__version__} sees no CUDA device (install a CUDA build of torch, or --device cpu)"
-    if b.runtime == "tensorrt" and trt_missing():
-        return trt_missing()
+    if b.runtime == "tensorrt" and (reason := trt_missing()):
+        return reason
     if b.runtime == "openvino":
         if find_spec("openvino") is None:
             return "openvino not installed (pip install 'glfer-edge[openvino]')"
@@ -374,18 +374,6 @@ def _sgemm_probe(threads: int | None) -> Callable[[], Any]:
     return lambda: session.run(None, {"a": a})
 
 
-def sgemm_gflops(threads: int | None, calls: int = 20) -> float:
-    """This machine's SGEMM rate (median of ``calls``), GFLOP/s, on ``threads`` threads."""
-    probe = _sgemm_probe(threads)
-    probe()
-    times = []
-    for _ in range(calls):
-        t0 = time.perf_counter()
-        probe()
-        times.append(time.perf_counter() - t0)
-    return 2 * SGEMM_SIZE**3 / float(np.median(times)) / 1e9
-
-
 def run_rounds(
     source: ModelSource,
     backends: Sequence[str],
@@ -403,7 +391,8 @@ def run_rounds(
     in the same rounds.
     """
     audio = bench_audio(source.config, batch)
-    runnable = [b for b in backends if skip_reason(b, source, options) is None]
+    skipped = {b: reason for b in backends if (reason := skip_reason(b, source, options)) is not None}
+    runnable = [b for b in backends if b not in skipped]
     calls: dict[str, Callable[[], Any]] = {}
     runtimes = []
     try:
@@ -453,5 +442,5 @@ def run_rounds(
         "model": source.label, "batch": batch, "rounds": rounds, "reference": ref,
         "gflop_per_segment": gflop, "sgemm_gflops_median": float(np.median(sgemm)), "sgemm_size": SGEMM_SIZE,
         "backends": rows,
-        "skipped": {b: skip_reason(b, source, options) for b in backends if b not in runnable},
+        "skipped": skipped,
     }

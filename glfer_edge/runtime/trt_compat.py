@@ -11,6 +11,7 @@ opens engines) and ``glfer-edge info`` read it.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import os
@@ -23,7 +24,7 @@ from typing import Any
 from glfer_edge.errors import ArtifactError, MissingDependencyError
 
 __all__ = [
-    "TensorRT", "load_tensorrt", "sidecar_path", "read_sidecar",
+    "TensorRT", "load_tensorrt", "tensorrt_missing", "sidecar_path", "read_sidecar",
     "FLAVOURS", "SIDECAR_FORMAT", "AHEAD_OF_TIME",
 ]
 
@@ -77,6 +78,25 @@ def load_tensorrt(flavour: str | None = None) -> TensorRT:
         "(venv with --system-site-packages); on x86 pip install tensorrt; to build without a GPU: "
         "pip install 'glfer-edge[trt-rtx]'"
     )
+
+
+@functools.lru_cache(maxsize=1)
+def tensorrt_missing() -> str | None:
+    """Why TensorRT engines cannot run here (None when they can): TensorRT, a CUDA binding and a device.
+
+    The GPU is asked for through the CUDA bindings, not nvidia-smi: JetPack may not ship a usable
+    nvidia-smi, and the bindings also tell "no driver" and "driver too old for these bindings" apart
+    from "no device", so the reason names the fix. Cached: the answer does not change in a process.
+    """
+    from glfer_edge.runtime.cuda import open_cuda
+
+    try:
+        load_tensorrt()
+        cuda = open_cuda()
+    except ImportError as exc:
+        return str(exc)
+    status = cuda.driver_status()
+    return None if status.devices > 0 else f"{status.binding}: {status.problem}"
 
 
 def sidecar_path(engine_path: str | Path) -> Path:

@@ -27,22 +27,10 @@ N_SCENES = 24
 
 @pytest.fixture(scope="session")
 def tensorrt_missing() -> str | None:
-    """Why the TensorRT cases cannot run here (None when they can): TensorRT, a CUDA binding and a device.
+    """Why the TensorRT cases cannot run here (None when they can), as the CUDA bindings see it."""
+    from glfer_edge.runtime.trt_compat import tensorrt_missing
 
-    The GPU is asked for through the CUDA bindings, not nvidia-smi: JetPack may not ship a usable
-    nvidia-smi, and the bindings also tell "no driver" and "driver too old for these bindings" apart
-    from "no device", so the skip reason names the fix.
-    """
-    from glfer_edge.runtime.cuda import open_cuda
-    from glfer_edge.runtime.trt_compat import load_tensorrt
-
-    try:
-        load_tensorrt()
-        cuda = open_cuda()
-    except ImportError as exc:
-        return str(exc)
-    status = cuda.driver_status()
-    return None if status.devices > 0 else f"{status.binding}: {status.problem}"
+    return tensorrt_missing()
 
 
 @pytest.fixture(scope="session")
