@@ -7,7 +7,7 @@ import math
 import tempfile
 from pathlib import Path
 
-from glfer_edge._fileio import add_force_argument, add_json_argument, check_output, write_json
+from glfer_edge._fileio import STDOUT, add_force_argument, add_json_argument, check_output, write_json
 from glfer_edge.channel_swap import tta_transforms
 from glfer_edge.data.dcase import EDITIONS
 from glfer_edge.errors import InputError
@@ -59,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def predict_folder(
     model: str | None, data: str, split: str | None, layout: str, out_dir: Path,
     threshold: float | None = None, median_frames: int = 1, tta: int = 1, doa_smoothing: int | None = None,
-    gate: bool = True,
+    gate: bool = True, force: bool = True,
 ) -> Path:
     """Write the model's DCASE prediction CSVs for every recording of a dataset split; returns the ref folder."""
     from tqdm import tqdm
@@ -73,6 +73,8 @@ def predict_folder(
     pairs = list_pairs(data, split, layout=layout)
     if not pairs:
         raise InputError(f"no recordings under {data} (split {split or 'all'}); check --data and --split")
+    for _, csv in pairs:  # before the model loads: the output policy, file by file
+        check_output(out_dir / f"{csv.stem}.csv", force, "--pred-out")
     with SELDRuntime.open(None if model in (None, "default") else model) as rt:
         for wav, csv in tqdm(pairs, unit="file", desc="predict"):
             rec = load_audio(wav, rt.config.features.sample_rate)
@@ -103,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
             pred = Path(args.pred_out or tmp)
             args.ref = str(predict_folder(args.model, args.data, args.split, args.layout, pred,
                                           args.threshold, args.median, args.tta, args.doa_smoothing,
-                                          gate=not args.no_gate))
+                                          gate=not args.no_gate, force=args.force or args.pred_out is None))
             args.pred = str(pred)
             return _score(args)
     if args.threshold is not None or args.median != 1 or args.tta != 1 or args.doa_smoothing is not None or args.no_gate:
@@ -123,7 +125,7 @@ def _score(args: argparse.Namespace) -> int:
     )
     if args.json is not None:
         write_json(args.json, result.to_dict())
-        if args.json == "-":
+        if args.json == STDOUT:
             return 0
     print(format_result(result))
     return 0
