@@ -66,8 +66,7 @@ def _precision(onnx_path: str | Path) -> str:
 
     from glfer_edge import metadata as md
 
-    props = onnx.load(str(onnx_path), load_external_data=False).metadata_props
-    return next((p.value for p in props if p.key == md.KEY_PRECISION), "fp32")
+    return md.graph_metadata(onnx.load(str(onnx_path), load_external_data=False)).get(md.KEY_PRECISION, "fp32")
 
 
 def _describe(tensor) -> dict[str, Any]:

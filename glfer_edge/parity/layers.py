@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from glfer_edge.errors import InputError
+from glfer_edge.metadata import graph_metadata
 from glfer_edge.tolerances import LayerTolerance, tolerances_for
 
 __all__ = ["LayerStat", "LayerReport", "locate_divergence"]
@@ -131,7 +132,7 @@ def locate_divergence(
     ma, mb = onnx.load(str(a)), onnx.load(str(b))
     if tolerance is None:
         if precision is None:
-            meta = {p.key: p.value for p in mb.metadata_props}
+            meta = graph_metadata(mb)
             precision = config_from_metadata(meta, b)[1] if meta else "fp32"
         tolerance = tolerances_for(precision).layer
         if tolerance is None:

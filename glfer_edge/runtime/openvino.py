@@ -24,11 +24,11 @@ import numpy as np
 
 from glfer_edge import metadata as md
 from glfer_edge.errors import ArtifactError, InputError, require
-from glfer_edge.runtime.artifact import artifact_metadata, calibration_of, config_from_metadata
+from glfer_edge.runtime.artifact import artifact_metadata, config_from_metadata, saturation_warning
 from glfer_edge.runtime.base import FOA_CHANNELS, Backend
 from glfer_edge.runtime.options import RuntimeOptions, default_openvino_cache
 
-__all__ = ["OpenVINOBackend", "bf16_supported", "int8_saturation_warning"]
+__all__ = ["OpenVINOBackend", "bf16_supported"]
 
 _BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
@@ -39,24 +39,6 @@ def bf16_supported() -> bool:
 
     flags = set(cpu_info()["flags"])
     return any(f in flags for f in _BF16_FLAGS)
-
-
-def int8_saturation_warning(meta: dict[str, str], source: str | Path) -> str | None:
-    """A warning for an INT8 artifact with 8-bit weights on an x86 CPU without VNNI. Measured on an AMD EPYC
-    Zen 3 (AVX2 only), OpenVINO 2026.4: the TensorRT-form INT8 (8-bit weights) agreed with torch on 0.87 of
-    the SED decisions with a 34-degree mean DOA error, the int8-cpu form (7-bit weights) on 0.994 with
-    2.6 degrees (tests/parity/test_openvino_parity.py): the U8S8 multiply of these CPUs saturates, as in
-    onnxruntime (glfer_edge.machine.u8s8_saturates)."""
-    from glfer_edge.machine import cpu_label, u8s8_saturates
-
-    calibration = calibration_of(meta)
-    if calibration is None or calibration.get("weight_bits", 8) < 8 or not u8s8_saturates():
-        return None
-    return (
-        f"{source} has 8-bit INT8 weights, which OpenVINO's x86 INT8 kernels saturate on this CPU without VNNI "
-        f"({cpu_label()}; SED agreement 0.87 and a 34-degree mean DOA error against FP32 on the test model): "
-        "run the int8-cpu artifact (7-bit weights; glfer-edge export --precision int8-cpu) instead"
-    )
 
 
 def _precision_name(value: Any) -> str:
@@ -80,7 +62,7 @@ class OpenVINOBackend(Backend):
                              "use device='cpu', or onnxruntime/TensorRT for a GPU")
         meta = artifact_metadata(path)
         self.config, artifact_precision = config_from_metadata(meta, path)
-        if (warning := int8_saturation_warning(meta, path.name)) is not None:
+        if (warning := saturation_warning(meta, path.name, "openvino")) is not None:
             warnings.warn(warning, stacklevel=3)
         hint = options.precision or "f32"
         if hint == "bf16" and artifact_precision != "fp32":

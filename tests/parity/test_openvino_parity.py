@@ -52,10 +52,9 @@ def test_openvino_matches_torch_reference(form, artifacts, recordings, torch_out
     from glfer_edge.machine import cpu_label
     from glfer_edge.precision import PRECISIONS
     from glfer_edge.runtime import RuntimeOptions
-    from glfer_edge.runtime.artifact import artifact_metadata
-    from glfer_edge.runtime.openvino import int8_saturation_warning
+    from glfer_edge.runtime.artifact import artifact_metadata, saturation_warning
 
-    saturates = int8_saturation_warning(artifact_metadata(artifacts[form]), artifacts[form].name)
+    saturates = saturation_warning(artifact_metadata(artifacts[form]), artifacts[form].name, "openvino")
     options = RuntimeOptions(cache_dir=str(tmp_path / "ov_cache"))
     if saturates:  # the backend says so when it opens the file, and the outputs are out of the INT8 row
         with pytest.warns(UserWarning, match="saturate"):
