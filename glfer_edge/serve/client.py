@@ -39,7 +39,9 @@ import numpy as np
 
 from glfer_edge.config import SELDConfig
 from glfer_edge.errors import GlferError, InputError
+from glfer_edge.gate import frame_samples
 from glfer_edge.runtime.base import FOA_CHANNELS, SELDOutput, as_float32, output_frame_times, validate_audio
+from glfer_edge.serve.python_model import PARAM_CONFIG, PARAM_HOP, PARAM_PRECISION, model_parameters
 
 __all__ = ["SELDClient", "StreamSession", "ServerError", "Gap", "parse_url"]
 
@@ -116,13 +118,14 @@ class SELDClient:
         self.stream_model = stream_model
         self.timeout_s = float(timeout_s)
         self._client = self._connect()
-        meta = self._model_parameters(model)
-        if "glfer_edge.config" not in meta:
-            raise ServerError(f"model {model!r} on {url} carries no glfer_edge.config parameter; serve it with "
+        model_config = self._model_config(model)  # one round trip for the parameters and the batch size
+        meta = model_parameters(model_config)
+        if PARAM_CONFIG not in meta:
+            raise ServerError(f"model {model!r} on {url} carries no {PARAM_CONFIG} parameter; serve it with "
                               "glfer-edge serve or a repository from glfer-edge export-triton")
-        self.config = SELDConfig.from_json(meta["glfer_edge.config"])
-        self.precision = meta.get("glfer_edge.precision", "fp32")
-        self.max_batch_size = int(self._model_config(model).get("max_batch_size", 0) or 0)
+        self.config = SELDConfig.from_json(meta[PARAM_CONFIG])
+        self.precision = meta.get(PARAM_PRECISION, "fp32")
+        self.max_batch_size = int(model_config.get("max_batch_size", 0) or 0)
         self._frame_times = output_frame_times(self.config)
 
     # -- tritonclient plumbing -------------------------------------------------------------------------
@@ -156,8 +159,7 @@ class SELDClient:
             raise ServerError(f"model {model!r} on {self.url}: {_one_line(exc)}") from None
 
     def _model_parameters(self, model: str) -> dict[str, str]:
-        params = self._model_config(model).get("parameters", {})
-        return {k: v.get("string_value", "") for k, v in params.items()}
+        return model_parameters(self._model_config(model))
 
     def _call(self, client: Any, model: str, audio: np.ndarray, outputs: tuple[str, ...], **kwargs: Any) -> dict:
         mod = self._mod
@@ -236,10 +238,10 @@ class StreamSession:
         self.config = cfg
         self.start_time = float(start_time)
         params = client._model_parameters(client.stream_model)
-        hop = float(params["glfer_edge.hop_seconds"]) if params.get("glfer_edge.hop_seconds") else None
+        hop = float(params[PARAM_HOP]) if params.get(PARAM_HOP) else None
         frames = cfg.output_frames
         self.hop_frames = frames if hop is None else int(round(hop / cfg.output_hop_seconds))
-        self.frame_samples = cfg.model.time_downsample * cfg.features.hop_length
+        self.frame_samples = frame_samples(cfg)
         self.hop_samples = self.hop_frames * self.frame_samples
         self.on_gap = on_gap
         self.reconnect_timeout_s = float(reconnect_timeout_s)

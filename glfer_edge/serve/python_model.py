@@ -41,7 +41,8 @@ PARAM_PRECISION = "glfer_edge.precision"
 PARAM_MAX_CHUNK = "glfer_edge.max_chunk_seconds"  # largest stream hop accepted
 
 
-def _params(model_config: dict[str, Any]) -> dict[str, str]:
+def model_parameters(model_config: dict[str, Any]) -> dict[str, str]:
+    """The ``parameters`` of a Triton model config (as JSON) as name -> string value."""
     return {k: v.get("string_value", "") for k, v in model_config.get("parameters", {}).items()}
 
 
@@ -72,7 +73,9 @@ class WindowBatcher:
 
         self._rt = runtime
         self.config = runtime.config
-        self.batch_range = runtime.batch_range
+        # _maybe_run pads to the model's minimum itself: a stream's one window must not be padded before
+        # it reaches the shared batch
+        self.batch_range = (1, runtime.batch_range[1])
         self._max = max_batch
         self._cv = threading.Condition()
         self._active = 0
@@ -156,7 +159,7 @@ class TritonPythonModel:
         from glfer_edge.runtime import SELDRuntime
 
         self.model_config = json.loads(args["model_config"])
-        params = _params(self.model_config)
+        params = model_parameters(self.model_config)
         self.name = args.get("model_name", "glfer")
         self.mode = params.get(PARAM_MODE, MODE_BATCH)
         path = Path(params.get(PARAM_MODEL, "model.onnx"))
