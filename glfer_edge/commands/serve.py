@@ -78,8 +78,6 @@ def run(args: argparse.Namespace) -> int:
             from glfer_edge.runtime.seld import default_model
 
             model = args.model if args.model is not None else default_model()[0]
-            if args.stream_hop is not None:
-                _check_hop(model, args.stream_hop)
             repo = Path(tmp) / "repository"
             write_repository(repo, model, forms=("python",), options=options, copy=False)
             _note(f"model {model} -> repository {repo} (glfer, glfer_stream)")
@@ -116,17 +114,6 @@ def run(args: argparse.Namespace) -> int:
             server.cleanup()
         _note(f"tritonserver stopped (exit status {code})")
     return 0
-
-
-def _check_hop(model: Path, hop: float) -> None:
-    from glfer_edge.errors import InputError
-    from glfer_edge.runtime.artifact import artifact_metadata, config_from_metadata
-
-    config, _ = config_from_metadata(artifact_metadata(model), model)
-    frames = hop / config.output_hop_seconds
-    if abs(frames - round(frames)) > 1e-6 or not 1 <= round(frames) <= config.output_frames:
-        raise InputError(f"--stream-hop {hop:g} must be a multiple of the {config.output_hop_seconds:g}-s output hop "
-                         f"between {config.output_hop_seconds:g} and {config.segment_seconds:g} s")
 
 
 def _note(text: str) -> None:

@@ -25,13 +25,28 @@ from __future__ import annotations
 import numpy as np
 
 from glfer_edge.channel_swap import tta_transforms
+from glfer_edge.config import SELDConfig
 from glfer_edge.errors import InputError
 from glfer_edge.gate import frame_gate_features, frame_samples
 from glfer_edge.runtime.base import FOA_CHANNELS, SELDOutput, as_float32
 from glfer_edge.runtime.segments import batch_plan, infer_views
 from glfer_edge.runtime.seld import SELDRuntime
 
-__all__ = ["StreamingSELD"]
+__all__ = ["StreamingSELD", "hop_frames"]
+
+
+def hop_frames(config: SELDConfig, hop_seconds: float | None, name: str = "hop_seconds") -> int:
+    """Output frames per window hop (None: the whole segment); InputError, naming ``name``, unless the hop is a
+    multiple of the output hop between one output frame and the segment."""
+    frames = config.output_frames
+    hop = frames * config.output_hop_seconds if hop_seconds is None else float(hop_seconds)
+    n = int(round(hop / config.output_hop_seconds))
+    if abs(n * config.output_hop_seconds - hop) > 1e-6 or not 1 <= n <= frames:
+        raise InputError(
+            f"{name} {hop:g} must be a multiple of the {config.output_hop_seconds:g}-s output hop between "
+            f"{config.output_hop_seconds:g} and {frames * config.output_hop_seconds:g} s"
+        )
+    return n
 
 
 class StreamingSELD:
@@ -46,16 +61,8 @@ class StreamingSELD:
         self.config = cfg
         self.start_time = float(start_time)
         self._frame_samples = frame_samples(cfg)
-        frames = cfg.output_frames
-        hop = frames * cfg.output_hop_seconds if hop_seconds is None else float(hop_seconds)
-        hop_frames = int(round(hop / cfg.output_hop_seconds))
-        if abs(hop_frames * cfg.output_hop_seconds - hop) > 1e-6 or not 1 <= hop_frames <= frames:
-            raise InputError(
-                f"hop_seconds {hop:g} must be a multiple of the {cfg.output_hop_seconds:g}-s output hop between "
-                f"{cfg.output_hop_seconds:g} and {frames * cfg.output_hop_seconds:g} s"
-            )
-        self.hop_frames = hop_frames
-        self.hop_samples = hop_frames * self._frame_samples
+        self.hop_frames = hop_frames(cfg, hop_seconds)
+        self.hop_samples = self.hop_frames * self._frame_samples
         self._transforms = tta_transforms(tta)
         self._batch, self._padded = batch_plan(runtime, batch_size)
         self._window = np.zeros((FOA_CHANNELS, cfg.segment_samples), dtype=np.float32)

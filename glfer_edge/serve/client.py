@@ -26,7 +26,6 @@ repeated, and every frame has the values of an uninterrupted stream.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import threading
@@ -41,6 +40,7 @@ from glfer_edge.config import SELDConfig
 from glfer_edge.errors import GlferError, InputError
 from glfer_edge.gate import frame_samples
 from glfer_edge.runtime.base import FOA_CHANNELS, SELDOutput, as_float32, output_frame_times, validate_audio
+from glfer_edge.runtime.streaming import hop_frames
 from glfer_edge.serve.python_model import PARAM_CONFIG, PARAM_HOP, PARAM_PRECISION, model_parameters
 
 __all__ = ["SELDClient", "StreamSession", "ServerError", "Gap", "parse_url"]
@@ -238,9 +238,7 @@ class StreamSession:
         self.config = cfg
         self.start_time = float(start_time)
         params = client._model_parameters(client.stream_model)
-        hop = float(params[PARAM_HOP]) if params.get(PARAM_HOP) else None
-        frames = cfg.output_frames
-        self.hop_frames = frames if hop is None else int(round(hop / cfg.output_hop_seconds))
+        self.hop_frames = hop_frames(cfg, float(params[PARAM_HOP]) if params.get(PARAM_HOP) else None)
         self.frame_samples = frame_samples(cfg)
         self.hop_samples = self.hop_frames * self.frame_samples
         self.on_gap = on_gap

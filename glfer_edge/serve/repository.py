@@ -26,6 +26,7 @@ from pathlib import Path
 
 from glfer_edge.config import SELDConfig
 from glfer_edge.errors import ArtifactError, InputError
+from glfer_edge.runtime.streaming import hop_frames
 from glfer_edge.serve import python_model as pm
 
 __all__ = [
@@ -273,6 +274,7 @@ def write_repository(
     options = (options or ServeOptions()).check()
     out, model = Path(out), Path(model)
     config, precision, kind = _artifact(model)
+    hop_frames(config, options.stream_hop_seconds, "--stream-hop")  # refused here, not when a sequence starts
     engine_path = Path(engine) if engine is not None else (model if kind == "tensorrt" else None)
     if engine_path is not None and engine_path != model:
         engine_config, _, engine_kind = _artifact(engine_path)
