@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from glfer_edge._fileio import add_force_argument, check_output
+from glfer_edge.commands.serve import add_model_arguments, serve_options
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,17 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="repository folder to write")
     parser.add_argument("--forms", nargs="+", choices=("python", "onnx", "tensorrt"),
                         help="forms to write (default: every form --model/--engine allow)")
-    parser.add_argument("--max-batch-size", type=int, default=16, help="dynamic batch limit (default 16)")
-    parser.add_argument("--max-queue-delay-us", type=int, default=2000, help="batching delay in microseconds (2000)")
-    parser.add_argument("--instances", type=int, default=1, help="instances per model (default 1)")
-    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
-                        help="instance kind of the python and onnx forms (engines always run on the GPU); default cpu")
-    parser.add_argument("--threads", type=int, default=None, help="onnxruntime threads per python-form instance")
-    parser.add_argument("--stream-hop", type=float, default=None, metavar="SECONDS",
-                        help="window hop of glfer_stream (default: one segment)")
-    parser.add_argument("--sequence-idle-s", type=float, default=30.0,
-                        help="idle seconds after which a stream's slot and state are freed (default 30)")
-    parser.add_argument("--max-sequences", type=int, default=64, help="concurrent streams (default 64)")
+    add_model_arguments(parser)
     parser.add_argument("--graph-optimization", choices=("disable", "basic", "extended", "all"),
                         help="onnxruntime graph optimization of the onnx form (default: what glfer-edge's sessions "
                              "use: disable for FP16, all otherwise)")
@@ -41,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from glfer_edge.serve.repository import BATCH_MODEL, ONNX_MODEL, STREAM_MODEL, TRT_MODEL, ServeOptions
+    from glfer_edge.serve.repository import BATCH_MODEL, ONNX_MODEL, STREAM_MODEL, TRT_MODEL
     from glfer_edge.serve.repository import write_repository
 
     import tritonclient.grpc.model_config_pb2  # noqa: F401  (the serve extra; every config is checked against it)
@@ -51,12 +42,7 @@ def run(args: argparse.Namespace) -> int:
     for form in args.forms or names:
         for name in names[form]:
             check_output(args.out / name / "config.pbtxt", args.force, "--out")
-    options = ServeOptions(
-        max_batch_size=args.max_batch_size, max_queue_delay_us=args.max_queue_delay_us, instances=args.instances,
-        kind=args.device, threads=args.threads, stream_hop_seconds=args.stream_hop,
-        sequence_idle_s=args.sequence_idle_s, max_sequences=args.max_sequences,
-        graph_optimization=args.graph_optimization,
-    ).check()
+    options = serve_options(args)
     if args.model is None:
         from glfer_edge.runtime.seld import default_model
 

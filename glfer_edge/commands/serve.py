@@ -28,6 +28,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--http-port", type=int, default=8000, help="HTTP port (default 8000)")
     parser.add_argument("--grpc-port", type=int, default=8001, help="gRPC port (default 8001)")
     parser.add_argument("--metrics-port", type=int, default=8002, help="Prometheus metrics port (default 8002)")
+    add_model_arguments(parser)
+    parser.add_argument("--log", type=Path, help="write Triton's log to this file (default: standard error)")
+    parser.add_argument("--ready-timeout", type=float, default=120.0, help="seconds to wait for the models (120)")
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The served models' settings (glfer_edge.serve.repository.ServeOptions), shared with export-triton."""
     parser.add_argument("--max-batch-size", type=int, default=16,
                         help="segments per dynamic batch (glfer) and sequences per batch (glfer_stream); default 16")
     parser.add_argument("--max-queue-delay-us", type=int, default=2000,
@@ -44,14 +51,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a stream idle this long loses its Triton sequence slot and its state (default 30)")
     parser.add_argument("--max-sequences", type=int, default=64,
                         help="concurrent streams; more wait until one ends or idles out (default 64)")
-    parser.add_argument("--log", type=Path, help="write Triton's log to this file (default: standard error)")
-    parser.add_argument("--ready-timeout", type=float, default=120.0, help="seconds to wait for the models (120)")
+
+
+def serve_options(args: argparse.Namespace):
+    """ServeOptions from the arguments of :func:`add_model_arguments`, checked."""
+    from glfer_edge.serve.repository import ServeOptions
+
+    return ServeOptions(
+        max_batch_size=args.max_batch_size, max_queue_delay_us=args.max_queue_delay_us, instances=args.instances,
+        kind=args.device, threads=args.threads, stream_hop_seconds=args.stream_hop,
+        sequence_idle_s=args.sequence_idle_s, max_sequences=args.max_sequences,
+        graph_optimization=getattr(args, "graph_optimization", None),
+    ).check()
 
 
 def run(args: argparse.Namespace) -> int:
     from glfer_edge.errors import InputError
     from glfer_edge.serve.distribution import check_libpython, find_distribution
-    from glfer_edge.serve.repository import ServeOptions, write_repository
+    from glfer_edge.serve.repository import write_repository
     from glfer_edge.serve.server import TritonServer
 
     if args.model is not None and args.repository is not None:
@@ -62,11 +79,7 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"{flag} {port} is not a TCP port (1..65535)")
     if len({args.http_port, args.grpc_port, args.metrics_port}) < 3:
         raise InputError("--http-port, --grpc-port and --metrics-port must differ")
-    options = ServeOptions(
-        max_batch_size=args.max_batch_size, max_queue_delay_us=args.max_queue_delay_us, instances=args.instances,
-        kind=args.device, threads=args.threads, stream_hop_seconds=args.stream_hop,
-        sequence_idle_s=args.sequence_idle_s, max_sequences=args.max_sequences,
-    ).check()
+    options = serve_options(args)
     dist = find_distribution()  # the serve extra is installed, with a stub for this Python
     check_libpython()
     with tempfile.TemporaryDirectory(prefix="glfer_serve_") as tmp:
