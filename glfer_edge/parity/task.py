@@ -70,20 +70,16 @@ def dcase_recordings(
     max_files: int | None = None,
 ) -> list[LabelledScene]:
     """The recordings of a DCASE-layout folder (glfer_edge.data.layout.list_pairs), labelled, at ``sample_rate``."""
-    import soundfile as sf
-
+    from glfer_edge.audio import load_audio
     from glfer_edge.data.dcase import read_metadata_csv
     from glfer_edge.data.layout import get_layout, list_pairs
 
     lay = get_layout(layout)
     out = []
     for wav, csv in list_pairs(root, select, lay)[:max_files]:
-        audio, sr = sf.read(str(wav), dtype="float32", always_2d=True)
-        if sr != sample_rate or audio.shape[1] != 4:
-            raise InputError(f"{wav} is {audio.shape[1]}-channel {sr} Hz; the model takes 4-channel FOA at "
-                             f"{sample_rate} Hz: resample or convert it first")
-        out.append(LabelledScene(wav.stem, np.ascontiguousarray(audio.T), tuple(read_metadata_csv(csv, lay.edition)),
-                             lay.edition))
+        # both sides must see the file's own samples: no resampling, and every check of run's loader
+        audio = load_audio(wav, sample_rate, allow_resample=False).audio
+        out.append(LabelledScene(wav.stem, audio, tuple(read_metadata_csv(csv, lay.edition)), lay.edition))
     return out
 
 
