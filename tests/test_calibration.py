@@ -441,6 +441,8 @@ def test_cpu_int8_weights_use_seven_bits(int8_cpu):
 def test_saturation_warning_names_old_cpu_artifacts_on_cpus_without_vnni(int8_cpu):
     meta = graph_metadata(int8_cpu)
     assert saturation_warning(meta, "m.onnx") is None  # 7-bit weights: exact everywhere
+    no_int8 = {k: v for k, v in meta.items() if k != md.KEY_CALIBRATION}  # an FP32 or FP16 artifact
+    assert saturation_warning(no_int8, "m.onnx") is None and saturation_warning(no_int8, "m.onnx", "openvino") is None
     calibration = {**calibration_of(meta), "weight_bits": 8}
     old = {**meta, md.KEY_CALIBRATION: json.dumps(calibration)}
     warning = saturation_warning(old, "m.onnx")

@@ -96,8 +96,8 @@ def saturation_warning(meta: dict[str, str], source: str | Path, runtime: str = 
     from glfer_edge.machine import cpu_label, u8s8_saturates
 
     targets, effect, fix = _SATURATION[runtime]
-    calibration = calibration_of(meta) or {}
-    if calibration.get("target", "tensorrt") not in targets or calibration.get("weight_bits", 8) < 8:
+    calibration = calibration_of(meta)  # None: not an INT8 artifact
+    if calibration is None or calibration.get("target", "tensorrt") not in targets or calibration.get("weight_bits", 8) < 8:
         return None
     if not u8s8_saturates():
         return None
