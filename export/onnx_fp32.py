@@ -65,11 +65,12 @@ def export_fp32(
     batch = 1 if single_batch else _dummy_batch(model)
     audio = torch.randn(batch, 4, config.segment_samples, generator=torch.Generator().manual_seed(0)) * 0.1
     buf = io.BytesIO()
-    dynamic = None if single_batch else {name: {0: "batch"} for name in (md.INPUT_NAME, *md.OUTPUT_NAMES)}
+    outputs = list(md.output_names(config))
+    dynamic = None if single_batch else {name: {0: "batch"} for name in (md.INPUT_NAME, *outputs)}
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer notes on constant shapes and the GRU batch size
         torch.onnx.export(
-            model, (audio,), buf, input_names=[md.INPUT_NAME], output_names=list(md.OUTPUT_NAMES),
+            model, (audio,), buf, input_names=[md.INPUT_NAME], output_names=outputs,
             dynamic_axes=dynamic, opset_version=opset, dynamo=False,
         )
     graph = onnxslim.slim(onnx.load_from_string(buf.getvalue()))
@@ -130,7 +131,7 @@ def fp32_self_check(graph: onnx.ModelProto, model: GLFERNet, seed: int = 0) -> f
     n = io_shapes(graph)[md.INPUT_NAME][2]
     audio = (np.random.default_rng(seed).standard_normal((1, 4, n)) * 0.1).astype(np.float32)
     session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
-    got = session.run(list(md.OUTPUT_NAMES), {md.INPUT_NAME: audio})
+    got = session.run(list(md.output_names(model.config)), {md.INPUT_NAME: audio})
     with torch.no_grad():
         want = [t.numpy() for t in model.eval()(torch.from_numpy(audio))]
     err = max(float(np.max(np.abs(a - b))) for a, b in zip(want, got))

@@ -110,6 +110,9 @@ class ModelConfig:
     gru_dropout: float = 0.0
     head_hidden: int = 128
     head_dropout: float = 0.1
+    # Source distance (DCASE 2024, 3D SELD): a third head gives each class track's distance in metres,
+    # (B, T', C), beside the paper's SED and DOA outputs; off in the paper and in the presets.
+    distance: bool = False
     # Initial SED logit bias. 0 as SALSA; a negative prior (events are sparse) shortens the first
     # epochs of a short CPU training run, where every class otherwise starts out "active".
     sed_bias_init: float = 0.0

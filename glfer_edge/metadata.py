@@ -21,6 +21,12 @@ KEY_TRAINING = "glfer_edge.training"  # JSON provenance of the weights (optional
 
 INPUT_NAME = "audio"  # (batch, 4, samples) float32
 OUTPUT_NAMES = ("sed", "doa")  # (batch, frames, classes) probabilities; (batch, frames, classes, 3)
+DISTANCE_NAME = "distance"  # (batch, frames, classes) metres; only models with ModelConfig.distance
+
+
+def output_names(config: Any) -> tuple[str, ...]:
+    """The graph outputs of a model with this ``SELDConfig``, in order: sed, doa[, distance]."""
+    return (*OUTPUT_NAMES, DISTANCE_NAME) if config.model.distance else OUTPUT_NAMES
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

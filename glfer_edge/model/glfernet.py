@@ -11,6 +11,9 @@ from glfer_edge.frontend.module import FOAFrontend
 from glfer_edge.model.glf import ConvBlock, GLFExtractor, _bn
 
 
+DISTANCE_BIAS_INIT = 1.85  # softplus(1.85) = 2.0 m
+
+
 class Encoder(nn.Module):
     """(B, 7, T, F) -> (B, C_last, T/16, F/16): stem, then GLFE stages, each followed by 2x2 average pooling."""
 
@@ -41,7 +44,8 @@ def _head(width: int, hidden: int, out: int, dropout: float) -> nn.Sequential:
 
 
 class SELDDecoder(nn.Module):
-    """Frequency pooling -> 2-layer BiGRU -> SED logits (B, T', C) and class-wise DOA (B, T', C, 3) in [-1, 1]."""
+    """Frequency pooling -> 2-layer BiGRU -> SED logits (B, T', C), class-wise DOA (B, T', C, 3) in [-1, 1]
+    and, with ``ModelConfig.distance``, class-wise source distance (B, T', C) in metres (softplus: > 0)."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -54,8 +58,9 @@ class SELDDecoder(nn.Module):
         rnn_out = 2 * cfg.gru_hidden
         self.sed_head = _head(rnn_out, cfg.head_hidden, cfg.num_classes, cfg.head_dropout)
         self.doa_heads = nn.ModuleList(_head(rnn_out, cfg.head_hidden, cfg.num_classes, cfg.head_dropout) for _ in "xyz")
+        self.distance_head = _head(rnn_out, cfg.head_hidden, cfg.num_classes, cfg.head_dropout) if cfg.distance else None
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         if self.freq_pool == "avg":
             x = x.mean(dim=3)
         elif self.freq_pool == "max":
@@ -64,11 +69,14 @@ class SELDDecoder(nn.Module):
             x = x.mean(dim=3) + x.amax(dim=3)
         x, _ = self.gru(x.transpose(1, 2))  # (B, T', 2H)
         doa = torch.stack([torch.tanh(head(x)) for head in self.doa_heads], dim=-1)  # (B, T', C, 3)
-        return self.sed_head(x), doa
+        if self.distance_head is None:
+            return self.sed_head(x), doa
+        return self.sed_head(x), doa, F.softplus(self.distance_head(x))  # distance (B, T', C) metres
 
 
 class GLFERNet(nn.Module):
-    """raw FOA audio (B, 4, N) -> ``sed`` (B, T', C) probabilities and ``doa`` (B, T', C, 3).
+    """raw FOA audio (B, 4, N) -> ``sed`` (B, T', C) probabilities and ``doa`` (B, T', C, 3)
+    (and ``distance`` (B, T', C) in metres when ``config.model.distance``).
 
     T' = (feature frames // 16) where feature frames = 1 + N // hop (641 for 8 s at 24 kHz -> 40).
     A frame count that is not a multiple of 16 is cropped to the last multiple before the encoder,
@@ -90,6 +98,8 @@ class GLFERNet(nn.Module):
                 nn.init.xavier_uniform_(m.weight)
                 nn.init.zeros_(m.bias)
         nn.init.constant_(self.decoder.sed_head[-1].bias, self.config.model.sed_bias_init)
+        if self.decoder.distance_head is not None:  # start near the middle of indoor distances
+            nn.init.constant_(self.decoder.distance_head[-1].bias, DISTANCE_BIAS_INIT)
         for name, p in self.decoder.gru.named_parameters():
             if name.startswith("bias"):
                 nn.init.zeros_(p)
@@ -102,15 +112,15 @@ class GLFERNet(nn.Module):
                 bound = (3.0 / p.shape[1]) ** 0.5
                 nn.init.uniform_(p, -bound, bound)
 
-    def logits(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Standardized features (B, 7, T, F) -> SED logits (B, T', C), DOA (B, T', C, 3)."""
+    def logits(self, features: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Standardized features (B, 7, T, F) -> SED logits (B, T', C), DOA (B, T', C, 3)[, distance (B, T', C)]."""
         t = features.shape[2]
         features = features[:, :, : t - t % self.config.model.time_downsample]
         return self.decoder(self.encoder(features))
 
-    def forward_features(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        sed, doa = self.logits(features)
-        return torch.sigmoid(sed), doa
+    def forward_features(self, features: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        sed, *rest = self.logits(features)
+        return (torch.sigmoid(sed), *rest)
 
-    def forward(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, audio: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return self.forward_features(self.frontend(audio))

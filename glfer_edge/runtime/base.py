@@ -1,8 +1,9 @@
 """What every backend shares: the output record, the backend interface and input validation.
 
 A backend runs one fixed-length segment (``config.segment_samples`` samples of 4-channel FOA at the
-model's sample rate) for a batch of B clips and returns ``sed`` (B, T', C) probabilities and
-``doa`` (B, T', C, 3) Cartesian vectors. Longer recordings go through
+model's sample rate) for a batch of B clips and returns :class:`Outputs`: ``sed`` (B, T', C)
+probabilities, ``doa`` (B, T', C, 3) Cartesian vectors and, for models with ``ModelConfig.distance``,
+``distance`` (B, T', C) in metres. Longer recordings go through
 :mod:`glfer_edge.runtime.segments` (files) or :class:`~glfer_edge.runtime.streaming.StreamingSELD`.
 """
 
@@ -10,15 +11,24 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
 from glfer_edge.config import SELDConfig
 from glfer_edge.errors import InputError
 
-__all__ = ["SELDOutput", "Backend", "output_frame_times", "validate_audio", "FOA_CHANNELS"]
+__all__ = ["SELDOutput", "Outputs", "Backend", "output_frame_times", "validate_audio", "FOA_CHANNELS"]
 
 FOA_CHANNELS = 4  # first-order ambisonics, ACN/SN3D W, Y, Z, X
+
+
+class Outputs(NamedTuple):
+    """One backend call's arrays, float32; ``distance`` None for models without the distance head."""
+
+    sed: np.ndarray  # (B, T', C)
+    doa: np.ndarray  # (B, T', C, 3)
+    distance: np.ndarray | None = None  # (B, T', C) metres
 
 
 @dataclass(frozen=True)
@@ -41,6 +51,8 @@ class SELDOutput:
     # segment from SELDRuntime.infer): detect_events then decides without the gate.
     diffuseness: np.ndarray | None = None
     level_dbfs: np.ndarray | None = None
+    # (B, T', C) float32 source distance in metres per class track; None for models without distance.
+    distance: np.ndarray | None = None
 
     @property
     def batch_size(self) -> int:
@@ -123,8 +135,8 @@ class Backend(abc.ABC):
     description: str  # one line for logs: file, device, providers
 
     @abc.abstractmethod
-    def run(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(B, 4, N) float32 -> (sed (B, T', C), doa (B, T', C, 3)) float32 numpy arrays."""
+    def run(self, audio: np.ndarray) -> Outputs:
+        """(B, 4, N) float32 -> sed (B, T', C), doa (B, T', C, 3)[, distance (B, T', C)] float32 numpy arrays."""
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -25,7 +25,7 @@ import numpy as np
 from glfer_edge import metadata as md
 from glfer_edge.errors import ArtifactError, InputError, require
 from glfer_edge.runtime.artifact import artifact_metadata, config_from_metadata, saturation_warning
-from glfer_edge.runtime.base import FOA_CHANNELS, Backend
+from glfer_edge.runtime.base import FOA_CHANNELS, Backend, Outputs
 from glfer_edge.runtime.options import RuntimeOptions, default_openvino_cache
 
 __all__ = ["OpenVINOBackend", "bf16_supported"]
@@ -107,10 +107,11 @@ class OpenVINOBackend(Backend):
     def _check_io(self, model: Any, path: Path) -> tuple[int, int | None]:
         inputs = model.inputs
         outputs = {name for o in model.outputs for name in o.get_names()}
-        if len(inputs) != 1 or md.INPUT_NAME not in inputs[0].get_names() or not set(md.OUTPUT_NAMES) <= outputs:
+        expected = md.output_names(self.config)
+        if len(inputs) != 1 or md.INPUT_NAME not in inputs[0].get_names() or not set(expected) <= outputs:
             found = [sorted(i.get_names()) for i in inputs], sorted(outputs)
             raise ArtifactError(
-                f"{path} has inputs/outputs {found}, expected {md.INPUT_NAME} -> {', '.join(md.OUTPUT_NAMES)}; "
+                f"{path} has inputs/outputs {found}, expected {md.INPUT_NAME} -> {', '.join(expected)}; "
                 "re-export it with 'glfer-edge export'"
             )
         shape = inputs[0].get_partial_shape()
@@ -154,13 +155,12 @@ class OpenVINOBackend(Backend):
         keys = ("INFERENCE_PRECISION_HINT", "PERFORMANCE_HINT", "NUM_STREAMS", "INFERENCE_NUM_THREADS")
         return {k: str(compiled.get_property(k)) for k in keys}
 
-    def run(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def run(self, audio: np.ndarray) -> Outputs:
         key = audio.shape[0] if self._static else None
         _, request = self._compiled.get(key) or self._compile(key)
         request.infer({md.INPUT_NAME: audio})
-        sed = request.get_tensor(md.OUTPUT_NAMES[0]).data
-        doa = request.get_tensor(md.OUTPUT_NAMES[1]).data
-        return np.array(sed, dtype=np.float32), np.array(doa, dtype=np.float32)
+        return Outputs(*(np.array(request.get_tensor(name).data, dtype=np.float32)
+                         for name in md.output_names(self.config)))
 
     def time_shares(self) -> dict[str, float] | None:
         """Frontend and BiGRU shares of the node time of the last call (``RuntimeOptions(profile=True)``)."""

@@ -26,7 +26,7 @@ import numpy as np
 from glfer_edge import metadata as md
 from glfer_edge.errors import ArtifactError, InputError
 from glfer_edge.runtime.artifact import config_from_metadata, saturation_warning
-from glfer_edge.runtime.base import FOA_CHANNELS, Backend
+from glfer_edge.runtime.base import FOA_CHANNELS, Backend, Outputs
 from glfer_edge.runtime.options import RuntimeOptions
 
 __all__ = ["OrtBackend", "resolve_providers", "scope_shares", "FRONTEND_SCOPE", "GRU_SCOPE"]
@@ -148,10 +148,11 @@ class OrtBackend(Backend):
     def _check_io(self, session: Any, path: Path) -> tuple[int, int | None]:
         inputs = session.get_inputs()
         outputs = {o.name for o in session.get_outputs()}
-        if len(inputs) != 1 or inputs[0].name != md.INPUT_NAME or not set(md.OUTPUT_NAMES) <= outputs:
+        expected = md.output_names(self.config)
+        if len(inputs) != 1 or inputs[0].name != md.INPUT_NAME or not set(expected) <= outputs:
             found = [i.name for i in inputs], sorted(outputs)
             raise ArtifactError(
-                f"{path} has inputs/outputs {found}, expected {md.INPUT_NAME} -> {', '.join(md.OUTPUT_NAMES)}; "
+                f"{path} has inputs/outputs {found}, expected {md.INPUT_NAME} -> {', '.join(expected)}; "
                 "re-export it with 'glfer-edge export'"
             )
         batch, channels, samples = (inputs[0].shape + [None, None, None])[:3]
@@ -163,9 +164,9 @@ class OrtBackend(Backend):
             )
         return (batch, batch) if isinstance(batch, int) and batch > 0 else (1, None)
 
-    def run(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        sed, doa = self._session_obj.run(list(md.OUTPUT_NAMES), {md.INPUT_NAME: audio})
-        return np.asarray(sed, dtype=np.float32), np.asarray(doa, dtype=np.float32)
+    def run(self, audio: np.ndarray) -> Outputs:
+        arrays = self._session_obj.run(list(md.output_names(self.config)), {md.INPUT_NAME: audio})
+        return Outputs(*(np.asarray(a, dtype=np.float32) for a in arrays))
 
     def time_shares(self) -> dict[str, float] | None:
         """Frontend and BiGRU shares of the node time of the calls so far (``RuntimeOptions(profile=True)``;

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from glfer_edge.errors import InputError, require
-from glfer_edge.runtime.base import Backend
+from glfer_edge.runtime.base import Backend, Outputs
 from glfer_edge.runtime.options import RuntimeOptions
 
 __all__ = ["TorchBackend"]
@@ -66,12 +66,12 @@ class TorchBackend(Backend):
         self.description = (f"{path.name} ({self.precision}, torch {torch.__version__} on {self._device}"
                             f"{''.join(', ' + e for e in extras)})")
 
-    def run(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def run(self, audio: np.ndarray) -> Outputs:
         torch = self._torch
         t0 = time.perf_counter()
         with torch.inference_mode(), torch.autocast(self._device.type, dtype=torch.float16, enabled=self._autocast):
-            sed, doa = self._model(torch.from_numpy(audio).to(self._device))
-        out = sed.float().cpu().numpy(), doa.float().cpu().numpy()
+            tensors = self._model(torch.from_numpy(audio).to(self._device))
+        out = Outputs(*(t.float().cpu().numpy() for t in tensors))
         if self._spent is not None:
             self._spent["total"] += time.perf_counter() - t0
         return out

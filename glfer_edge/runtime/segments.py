@@ -17,7 +17,7 @@ from glfer_edge.channel_swap import ChannelSwap, tta_transforms
 from glfer_edge.config import SELDConfig
 from glfer_edge.errors import InputError
 from glfer_edge.gate import frame_gate_features
-from glfer_edge.runtime.base import FOA_CHANNELS, SELDOutput, as_float32, output_frame_times
+from glfer_edge.runtime.base import FOA_CHANNELS, Outputs, SELDOutput, as_float32, output_frame_times
 from glfer_edge.runtime.seld import SELDRuntime
 
 __all__ = [
@@ -77,26 +77,30 @@ def pad_batch(batch: np.ndarray, size: int) -> np.ndarray:
 
 def infer_views(
     runtime: SELDRuntime, batch: np.ndarray, transforms: tuple[ChannelSwap, ...], size: int, padded: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """SED (n, T', C) and DOA (n, T', C, 3) of segments (n, 4, segment), averaged over their
-    ``transforms`` views (test-time augmentation; DOAs mapped back first), in calls of at most
+) -> Outputs:
+    """SED (n, T', C), DOA (n, T', C, 3) and distance (n, T', C; None without the distance head) of
+    segments (n, 4, segment), averaged over their ``transforms`` views (test-time augmentation; DOAs
+    mapped back first; a channel swap leaves distance unchanged), in calls of at most
     ``size`` rows, padded to at least ``padded`` (the model's minimum batch). The views of a segment
     share calls: 8 rows hold 2 x 4 views."""
     order, n = runtime.config.features.channel_order, len(batch)
     views = [batch if t.is_identity else t.apply_audio(batch, order) for t in transforms]
     stacked = views[0] if len(views) == 1 else np.concatenate(views)
-    seds, doas = [], []
+    parts: list[Outputs] = []
     for i in range(0, len(stacked), size):
         part = stacked[i : i + size]
         out = runtime.infer(pad_batch(part, padded))
-        seds.append(out.sed[: len(part)])
-        doas.append(out.doa[: len(part)])
-    sed_v, doa_v = np.concatenate(seds), np.concatenate(doas)  # transform-major: view i is rows i*n .. (i+1)*n
+        parts.append(Outputs(*(None if a is None else a[: len(part)] for a in (out.sed, out.doa, out.distance))))
+    # transform-major: view i is rows i*n .. (i+1)*n
+    sed_v, doa_v = (np.concatenate([getattr(p, k) for p in parts]) for k in ("sed", "doa"))
+    dist_v = None if parts[0].distance is None else np.concatenate([p.distance for p in parts])
     if len(transforms) == 1 and transforms[0].is_identity:
-        return sed_v, doa_v
-    sed = sed_v.reshape(len(transforms), n, *sed_v.shape[1:]).mean(axis=0)
+        return Outputs(sed_v, doa_v, dist_v)
+    k = len(transforms)
+    sed = sed_v.reshape(k, n, *sed_v.shape[1:]).mean(axis=0)
     doa = np.mean([t.inverse.apply_doa(doa_v[i * n : (i + 1) * n]) for i, t in enumerate(transforms)], axis=0)
-    return sed, doa
+    distance = None if dist_v is None else dist_v.reshape(k, n, *dist_v.shape[1:]).mean(axis=0)
+    return Outputs(sed, doa, distance)
 
 
 def infer_long(
@@ -121,17 +125,20 @@ def infer_long(
     frames = config.output_frames
     sed = np.zeros((len(starts) * frames, config.model.num_classes), dtype=np.float32)
     doa = np.zeros((len(starts) * frames, config.model.num_classes, 3), dtype=np.float32)
+    distance = np.zeros_like(sed) if config.model.distance else None
     with tqdm(total=len(starts), unit="segment", desc="inference", disable=not progress, leave=False) as bar:
         done = 0
         for chunk, batch in iter_segment_batches(audio, config, max(1, size // tta)):
             k = len(chunk)
-            s, d = infer_views(runtime, batch, transforms, size, padded)
-            sed[done * frames : (done + k) * frames] = s.reshape(-1, sed.shape[1])
-            doa[done * frames : (done + k) * frames] = d.reshape(-1, *doa.shape[1:])
+            out = infer_views(runtime, batch, transforms, size, padded)
+            sed[done * frames : (done + k) * frames] = out.sed.reshape(-1, sed.shape[1])
+            doa[done * frames : (done + k) * frames] = out.doa.reshape(-1, *doa.shape[1:])
+            if distance is not None:
+                distance[done * frames : (done + k) * frames] = out.distance.reshape(-1, sed.shape[1])
             done += k
             bar.update(k)
     times = output_frame_times(config, len(sed))  # segments tile: frame k of the file starts at k x hop
     keep = times < audio.shape[-1] / config.features.sample_rate
     diffuseness, level = frame_gate_features(audio, config)  # one per kept frame: ceil(N / frame samples)
     return SELDOutput(sed[keep][None], doa[keep][None], times[keep], config.class_names, config, tta,
-                      diffuseness[None], level[None])
+                      diffuseness[None], level[None], None if distance is None else distance[keep][None])

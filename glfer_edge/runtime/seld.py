@@ -156,8 +156,9 @@ class SELDRuntime:
         backend = self._live
         batch = validate_audio(audio, backend.config, backend.batch_range)
         with self._lock:
-            sed, doa = self._live.run(batch)
-        return SELDOutput(sed, doa, self._frame_times.copy(), backend.config.class_names, backend.config)
+            sed, doa, distance = self._live.run(batch)
+        return SELDOutput(sed, doa, self._frame_times.copy(), backend.config.class_names, backend.config,
+                          distance=distance)
 
     def infer_async(self, audio: np.ndarray) -> "Future[SELDOutput]":
         """:meth:`infer` on the runtime's worker thread; input errors surface from ``result()``."""

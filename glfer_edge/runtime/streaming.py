@@ -28,7 +28,7 @@ from glfer_edge.channel_swap import tta_transforms
 from glfer_edge.config import SELDConfig
 from glfer_edge.errors import InputError
 from glfer_edge.gate import frame_gate_features, frame_samples
-from glfer_edge.runtime.base import FOA_CHANNELS, SELDOutput, as_float32
+from glfer_edge.runtime.base import FOA_CHANNELS, Outputs, SELDOutput, as_float32
 from glfer_edge.runtime.segments import batch_plan, infer_views
 from glfer_edge.runtime.seld import SELDRuntime
 
@@ -114,7 +114,8 @@ class StreamingSELD:
         out = self._run(self._window[None].copy())
         keep = slice(self._emitted - first, min(total_frames - first, self.config.output_frames))
         psi, level = frame_gate_features(self._window, self.config)
-        return self._emit(out[0][:, keep], out[1][:, keep], psi[None, keep], level[None, keep])
+        distance = None if out.distance is None else out.distance[:, keep]
+        return self._emit(out.sed[:, keep], out.doa[:, keep], psi[None, keep], level[None, keep], distance)
 
     def _slide(self) -> None:
         """Drop the oldest hop of the window buffer (the buffer never grows)."""
@@ -124,14 +125,16 @@ class StreamingSELD:
 
     def _infer(self, windows: list[np.ndarray]) -> SELDOutput:
         frames, hop = self.config.output_frames, self.hop_frames
-        seds, doas, psis, levels = [], [], [], []
+        seds, doas, dists, psis, levels = [], [], [], [], []
         per_call = max(1, self._batch // len(self._transforms))  # windows per call; each has tta views
         for i in range(0, len(windows), per_call):
-            sed, doa = self._run(np.stack(windows[i : i + per_call]))
+            sed, doa, dist = self._run(np.stack(windows[i : i + per_call]))
             for b in range(sed.shape[0]):
                 new = frames if self._windows == 0 else hop  # the first window has no predecessor
                 seds.append(sed[b, frames - new :])
                 doas.append(doa[b, frames - new :])
+                if dist is not None:
+                    dists.append(dist[b, frames - new :])
                 psi, level = frame_gate_features(windows[i + b][:, (frames - new) * self._frame_samples :], self.config)
                 psis.append(psi)
                 levels.append(level)
@@ -139,19 +142,23 @@ class StreamingSELD:
         if not seds:
             c = self.config.model.num_classes
             empty = np.zeros((1, 0), np.float32)
-            return self._emit(np.zeros((1, 0, c), np.float32), np.zeros((1, 0, c, 3), np.float32), empty, empty)
+            distance = np.zeros((1, 0, c), np.float32) if self.config.model.distance else None
+            return self._emit(np.zeros((1, 0, c), np.float32), np.zeros((1, 0, c, 3), np.float32), empty, empty,
+                              distance)
         return self._emit(np.concatenate(seds)[None], np.concatenate(doas)[None],
-                          np.concatenate(psis)[None], np.concatenate(levels)[None])
+                          np.concatenate(psis)[None], np.concatenate(levels)[None],
+                          np.concatenate(dists)[None] if dists else None)
 
-    def _run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _run(self, batch: np.ndarray) -> Outputs:
         return infer_views(self.runtime, batch, self._transforms, self._batch, self._padded)
 
-    def _emit(self, sed: np.ndarray, doa: np.ndarray, diffuseness: np.ndarray, level: np.ndarray) -> SELDOutput:
+    def _emit(self, sed: np.ndarray, doa: np.ndarray, diffuseness: np.ndarray, level: np.ndarray,
+              distance: np.ndarray | None) -> SELDOutput:
         n = sed.shape[1]
         times = self.start_time + (self._emitted + np.arange(n)) * self.config.output_hop_seconds
         self._emitted += n
         return SELDOutput(sed, doa, times, self.config.class_names, self.config, len(self._transforms),
-                          diffuseness, level)
+                          diffuseness, level, distance)
 
     def _validate(self, chunk: object) -> np.ndarray:
         chunk = as_float32(chunk, "stream chunk")

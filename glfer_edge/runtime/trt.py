@@ -29,7 +29,7 @@ import numpy as np
 from glfer_edge import metadata as md
 from glfer_edge.errors import ArtifactError, InputError, MissingDependencyError
 from glfer_edge.runtime.artifact import config_from_metadata
-from glfer_edge.runtime.base import Backend
+from glfer_edge.runtime.base import Backend, Outputs
 from glfer_edge.runtime.cuda import CudaAPI, CudaError, DeviceInfo, open_cuda, parse_device
 from glfer_edge.runtime.trt_compat import AHEAD_OF_TIME, TensorRT, load_tensorrt, read_sidecar
 
@@ -144,10 +144,11 @@ class TensorRTBackend(Backend):
         return "pending (captured on the first call)"
 
     def _check_io(self, path: Path) -> tuple[int, int]:
-        """The engine's tensors are audio -> sed, doa at this model's segment length; its batch range."""
+        """The engine's tensors are audio -> sed, doa[, distance] at this model's segment length; its batch range."""
         names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
-        if sorted(names) != sorted((md.INPUT_NAME, *md.OUTPUT_NAMES)):
-            raise ArtifactError(f"engine {path} has tensors {names}, expected audio, sed, doa; rebuild it")
+        expected = (md.INPUT_NAME, *md.output_names(self.config))
+        if sorted(names) != sorted(expected):
+            raise ArtifactError(f"engine {path} has tensors {names}, expected {', '.join(expected)}; rebuild it")
         lo, _, hi = self._engine.get_tensor_profile_shape(md.INPUT_NAME, 0)
         if tuple(lo[1:]) != (4, self.config.segment_samples):
             raise ArtifactError(
@@ -163,7 +164,7 @@ class TensorRTBackend(Backend):
         self._freed.append(("stream", self._stream))
         self._host: dict[str, np.ndarray] = {}
         self._device: dict[str, int] = {}
-        for name in (md.INPUT_NAME, *md.OUTPUT_NAMES):
+        for name in (md.INPUT_NAME, *md.output_names(self.config)):
             shape = tuple(int(d) for d in self._context.get_tensor_shape(name))
             dtype = np.dtype(self._trt.module.nptype(self._engine.get_tensor_dtype(name)))
             if dtype != np.float32:
@@ -176,7 +177,7 @@ class TensorRTBackend(Backend):
         self._bound_batch = max_batch
 
     # -- inference -----------------------------------------------------------------------------
-    def run(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def run(self, audio: np.ndarray) -> Outputs:
         with self._cuda.active(self._device_index):  # infer_async and server threads call from other threads
             b = audio.shape[0]
             if b != self._bound_batch:
@@ -186,11 +187,12 @@ class TensorRTBackend(Backend):
             self._host[md.INPUT_NAME][:b] = audio
             self._cuda.copy_htod_async(self._device[md.INPUT_NAME], self._host[md.INPUT_NAME], audio.nbytes, self._stream)
             self._enqueue(b)
-            for name in md.OUTPUT_NAMES:
+            names = md.output_names(self.config)
+            for name in names:
                 host = self._host[name]
                 self._cuda.copy_dtoh_async(host, self._device[name], host[:b].nbytes, self._stream)
             self._cuda.synchronize(self._stream)
-            return self._host["sed"][:b].copy(), self._host["doa"][:b].copy()
+            return Outputs(*(self._host[name][:b].copy() for name in names))
 
     def compute_time_s(self, audio: np.ndarray) -> float:
         """GPU time of one enqueue (CUDA events around it), copies excluded; for benchmarks."""
