@@ -25,6 +25,17 @@ and that lies more than ``gate.hold_frames`` frames from a frame that passes bot
 (every class off, after the median filter). Each event reports its mean diffuseness
 and its level (JSON events and the printed table; the DCASE CSV keeps the official columns).
 :func:`decide` applies the whole chain to an output; ``gate=False`` there decides without the gate.
+
+Distance (models with ``ModelConfig.distance``, DCASE 2024 3D SELD): the output holds one distance
+(metres) per class and frame. An event's ``distance_m`` is the MEDIAN of its class's distance over
+the event's frames, and ``track_distance_m`` the frame-wise values (like ``track_azimuth``). The
+median, not the mean: the head is trained on active frames only, so the frames at an event's edges
+(where the probability crosses the threshold) and an odd outlier frame carry poorly constrained
+values that a mean would follow and a median ignores; the DCASE 2024 score is per frame and relative
+(|d - d_ref| / d_ref), so one robust value per event is the natural summary. DCASE rows carry each
+label frame's own distance (no smoothing), as the 2024 baseline writes them. For a model without
+distance, events have no distance fields at all (``to_dict`` leaves the keys out: the JSON of such a
+model is unchanged, and ``distance_m`` is never null), and rows have ``distance`` None.
 """
 
 from __future__ import annotations
@@ -32,7 +43,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +52,7 @@ from scipy.ndimage import median_filter, uniform_filter1d
 
 from glfer_edge._fileio import atomic_path
 from glfer_edge.config import LABEL_HOP_SECONDS, GateConfig, SELDConfig
-from glfer_edge.data.dcase import LabelRow, targets_to_labels, write_metadata_csv
+from glfer_edge.data.dcase import LabelRow, check_edition, targets_to_labels, write_metadata_csv
 from glfer_edge.errors import InputError
 from glfer_edge.gate import gate_passes
 
@@ -71,13 +82,20 @@ class Event:
     # Noise-gate measures of the event's frames (glfer_edge.gate); None where the output has none.
     diffuseness: float | None = None  # mean FOA diffuseness psi in [0, 1] (0: one plane wave)
     level_dbfs: float | None = None  # W level over the event's frames, dBFS (power mean)
+    # Source distance (models with the distance head only; None otherwise): median over the event's frames.
+    distance_m: float | None = None
+    track_distance_m: tuple[float, ...] | None = None
 
     @property
     def duration(self) -> float:
         return self.offset - self.onset
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The event as JSON-ready fields; the distance keys only for a model with distance (never null)."""
+        out = asdict(self)
+        if self.distance_m is None:
+            del out["distance_m"], out["track_distance_m"]
+        return out
 
 
 def doa_to_angles(doa: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -153,11 +171,15 @@ def to_label_rate(frames: np.ndarray, factor: int = 2) -> np.ndarray:
 def events_from_frames(
     active: np.ndarray, sed: np.ndarray, doa: np.ndarray, frame_times: np.ndarray, hop_seconds: float,
     class_names: Sequence[str], *, diffuseness: np.ndarray | None = None, level_dbfs: np.ndarray | None = None,
+    distance: np.ndarray | None = None,
 ) -> list[Event]:
     """Events from a decision matrix (T, C) and the outputs it came from, sorted by onset then class.
-    ``diffuseness`` and ``level_dbfs`` (T,), the gate's measures, fill each event's fields of those names."""
+    ``diffuseness`` and ``level_dbfs`` (T,), the gate's measures, fill each event's fields of those names;
+    ``distance`` (T, C) metres (distance models) gives each event ``distance_m`` (median over its frames)
+    and ``track_distance_m``."""
     events = []
     azimuth, elevation = doa_to_angles(doa)
+    distance = _check_distance(distance, active.shape)
     for c in range(active.shape[1]):
         padded = np.concatenate([[False], active[:, c], [False]])
         edges = np.flatnonzero(np.diff(padded.astype(np.int8)))
@@ -175,8 +197,20 @@ def events_from_frames(
                 track_elevation=tuple(float(e) for e in elevation[frames, c]),
                 diffuseness=None if diffuseness is None else round(float(np.mean(diffuseness[frames])), 4),
                 level_dbfs=None if level_dbfs is None else _power_mean_db(level_dbfs[frames]),
+                distance_m=None if distance is None else float(np.median(distance[frames, c].astype(np.float64))),
+                track_distance_m=None if distance is None else tuple(float(d) for d in distance[frames, c]),
             ))
     return sorted(events, key=lambda e: (e.onset, e.class_idx))
+
+
+def _check_distance(distance: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray | None:
+    """Distances (T, C) matching decisions of ``shape``, as an array; None passes through."""
+    if distance is None:
+        return None
+    distance = np.asarray(distance)
+    if distance.shape != tuple(shape):
+        raise InputError(f"distance outputs have shape {distance.shape}; expected {tuple(shape)} (frames, classes)")
+    return distance
 
 
 def _power_mean_db(level_dbfs: np.ndarray) -> float:
@@ -205,7 +239,8 @@ def output_gate(output: Any, index: int = 0, gate: GateConfig | bool | None = No
 @dataclass(frozen=True)
 class Decisions:
     """What :func:`decide` makes of one clip: the pair it decided at, the frame decisions, the (smoothed)
-    DOAs, the events and the DCASE label rows (``rows`` holds no event the gate removed)."""
+    DOAs, the events and the DCASE label rows (``rows`` holds no event the gate removed; with distance
+    for a distance model)."""
 
     threshold: float
     doa_smoothing: int
@@ -213,6 +248,7 @@ class Decisions:
     doa: np.ndarray  # (T', C, 3) DOA after smoothing
     events: list[Event]
     rows: list[LabelRow]
+    distance: np.ndarray | None = None  # (T', C) metres as the model gave them; None without the distance head
 
 
 def decide(
@@ -233,12 +269,15 @@ def decide(
         sed, threshold, class_thresholds=class_thresholds, class_names=output.class_names,
         median_frames=median_frames, passes=passes,
     )
+    distance = getattr(output, "distance", None)
+    distance = None if distance is None else _check_distance(distance[index], active.shape)
     events = events_from_frames(
         active, sed, doa, output.frame_times, cfg.output_hop_seconds, output.class_names,
         diffuseness=None if output.diffuseness is None else output.diffuseness[index],
-        level_dbfs=None if output.level_dbfs is None else output.level_dbfs[index],
+        level_dbfs=None if output.level_dbfs is None else output.level_dbfs[index], distance=distance,
     )
-    return Decisions(threshold, doa_smoothing, active, doa, events, _label_rows(active, doa, cfg, duration))
+    rows = _label_rows(active, doa, cfg, duration, distance)
+    return Decisions(threshold, doa_smoothing, active, doa, events, rows, distance)
 
 
 def detect_events(
@@ -261,9 +300,12 @@ def outputs_to_rows(
     sed: np.ndarray, doa: np.ndarray, config: SELDConfig, *, threshold: float | None = None,
     class_thresholds: ClassThresholds | None = None, median_frames: int = 1, doa_smoothing: int | None = None,
     duration: float | None = None, views: int = 1, passes: np.ndarray | None = None,
+    distance: np.ndarray | None = None,
 ) -> list[LabelRow]:
     """DCASE label rows (10 fps, track 0) of one recording's outputs (T, C) and (T, C, 3) from time 0
     (``threshold`` and ``doa_smoothing`` default to the config's pair for outputs of ``views`` TTA views).
+    ``distance`` (T, C) metres, a distance model's third output, fills each row's ``distance`` (the
+    row's own frame and class: DCASE 2024 rows); None leaves it None.
 
     ``duration`` (seconds) drops label frames that start at or after the end of the recording (the
     second half of a last output frame that straddles the end). ``passes`` (T,): the noise gate's
@@ -275,13 +317,21 @@ def outputs_to_rows(
         sed, threshold, class_thresholds=class_thresholds, class_names=config.class_names, median_frames=median_frames,
         passes=passes,
     )
-    return _label_rows(active, smooth_doa(sed, doa, doa_smoothing), config, duration)
+    distance = _check_distance(distance, active.shape)
+    return _label_rows(active, smooth_doa(sed, doa, doa_smoothing), config, duration, distance)
 
 
-def _label_rows(active: np.ndarray, doa: np.ndarray, config: SELDConfig, duration: float | None) -> list[LabelRow]:
-    """Label rows of output-rate decisions (T, C) and DOAs (T, C, 3), cut at ``duration`` seconds."""
+def _label_rows(
+    active: np.ndarray, doa: np.ndarray, config: SELDConfig, duration: float | None,
+    distance: np.ndarray | None = None,
+) -> list[LabelRow]:
+    """Label rows of output-rate decisions (T, C), DOAs (T, C, 3) and distances (T, C) or None, cut at
+    ``duration`` seconds."""
     factor = label_rate_factor(config)
     rows = targets_to_labels(to_label_rate(active, factor), to_label_rate(doa, factor))
+    if distance is not None:
+        labelled = to_label_rate(distance, factor)
+        rows = [replace(r, distance=float(labelled[r.frame, r.class_idx])) for r in rows]
     if duration is None:
         return rows
     n_frames = math.ceil(duration / LABEL_HOP_SECONDS - 1e-9)
@@ -291,8 +341,17 @@ def _label_rows(active: np.ndarray, doa: np.ndarray, config: SELDConfig, duratio
 def write_dcase_csv(
     path: str | Path, rows: Sequence[LabelRow], *, cartesian: bool = False, edition: str = "2023"
 ) -> None:
-    """DCASE metadata CSV (100-ms frames, no header), written atomically."""
-    write_metadata_csv(path, rows, cartesian=cartesian, edition=edition)
+    """Prediction rows as a DCASE metadata CSV (100-ms frames, no header), written atomically.
+
+    ``edition`` "2024": ``frame,class,source,azimuth,elevation,distance`` with the distance in metres
+    (predictions, as the 2024 baseline writes them and its scorer reads them); every row needs a
+    distance (rows of a distance model), else the write is refused and nothing is written. Earlier
+    editions have no distance column for predictions: distances are left out (a 2023 file's sixth
+    column is the STARSS23 reference's, in centimetres; 2021/2022 would read it as Cartesian).
+    """
+    if check_edition(edition) != "2024":
+        rows = [r if r.distance is None else replace(r, distance=None) for r in rows]
+    write_metadata_csv(path, rows, cartesian=cartesian, edition=edition, prediction=True)
 
 
 def write_events_json(path: str | Path, events: Sequence[Event], extra: Mapping[str, Any] | None = None) -> None:
@@ -303,9 +362,12 @@ def write_events_json(path: str | Path, events: Sequence[Event], extra: Mapping[
 
 
 def format_events(events: Sequence[Event]) -> str:
-    """A fixed-width table: one line per event; the gate's diffuseness and level (dBFS) where measured."""
+    """A fixed-width table: one line per event; the gate's diffuseness and level (dBFS) where measured,
+    the distance (metres, the event's median) for a distance model."""
     gated = any(e.diffuseness is not None for e in events)
+    ranged = any(e.distance_m is not None for e in events)
     extra = f" {'diffuse':>7} {'dBFS':>6}" if gated else ""
+    extra += f" {'dist m':>6}" if ranged else ""
     lines = [f"{'onset':>8} {'offset':>8}  {'class':<16} {'azimuth':>8} {'elevation':>9} {'p':>5}{extra}"]
     for e in events:
         cells = ""
@@ -313,6 +375,8 @@ def format_events(events: Sequence[Event]) -> str:
             psi = f"{e.diffuseness:7.2f}" if e.diffuseness is not None else f"{'-':>7}"
             level = f"{e.level_dbfs:6.1f}" if e.level_dbfs is not None else f"{'-':>6}"
             cells = f" {psi} {level}"
+        if ranged:
+            cells += f" {e.distance_m:6.2f}" if e.distance_m is not None else f" {'-':>6}"
         lines.append(
             f"{e.onset:8.1f} {e.offset:8.1f}  {e.class_name[:16]:<16} {e.azimuth:8.1f} {e.elevation:9.1f} "
             f"{e.mean_probability:5.2f}{cells}"

@@ -169,3 +169,54 @@ def test_dcase_csv_and_json_writers_round_trip(tmp_path):
     assert data["events"][0]["class_name"] == SYNTH_CLASSES[2] and data["events"][0]["onset"] == 0.6
     assert "phone" not in pp.format_events(events) and SYNTH_CLASSES[2] in pp.format_events(events)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["events.json", "pred.csv"]  # no temp files left
+
+
+def _distance(n_frames: int = 12) -> np.ndarray:
+    """Class 2's distance over frames 3..7: 2 m with one wild 9-m frame (an edge/outlier frame)."""
+    distance = np.full((n_frames, 13), 5.0, np.float32)
+    distance[3:8, 2] = [2.0, 2.1, 9.0, 1.9, 2.0]
+    return distance
+
+
+def test_events_carry_the_median_distance_and_json_keeps_the_keys_only_for_distance_models(tmp_path):
+    sed, doa = _outputs()
+    times = np.arange(len(sed)) * HOP
+    (event,) = pp.events_from_frames(pp.activity(sed), sed, doa, times, HOP, SYNTH_CLASSES, distance=_distance())
+    assert event.distance_m == pytest.approx(2.0)  # the median ignores the 9-m frame (the mean would say 3.4)
+    np.testing.assert_allclose(event.track_distance_m, [2.0, 2.1, 9.0, 1.9, 2.0], rtol=1e-6)
+    assert event.to_dict()["distance_m"] == pytest.approx(2.0)
+    (plain,) = pp.events_from_frames(pp.activity(sed), sed, doa, times, HOP, SYNTH_CLASSES)
+    assert plain.distance_m is None and "distance_m" not in plain.to_dict()  # no null keys without distance
+    assert "track_distance_m" not in plain.to_dict()
+    assert "dist m" in pp.format_events([event]) and "2.00" in pp.format_events([event])
+    assert "dist m" not in pp.format_events([plain])
+    pp.write_events_json(tmp_path / "e.json", [event])
+    assert json.loads((tmp_path / "e.json").read_text())["events"][0]["distance_m"] == pytest.approx(2.0)
+    with pytest.raises(InputError, match="distance outputs have shape"):
+        pp.events_from_frames(pp.activity(sed), sed, doa, times, HOP, SYNTH_CLASSES, distance=_distance()[:5])
+
+
+def test_rows_carry_each_label_frames_distance_and_csv_editions(tmp_path):
+    sed, doa = _outputs()
+    distance = _distance()
+    rows = pp.outputs_to_rows(sed, doa, CFG, distance=distance)
+    assert [(r.frame, r.distance) for r in rows] == [(f, pytest.approx(float(distance[f // 2, 2]))) for f in range(6, 16)]
+    assert [r.azimuth for r in rows] == [r.azimuth for r in pp.outputs_to_rows(sed, doa, CFG)]
+    assert all(r.distance is None for r in pp.outputs_to_rows(sed, doa, CFG))
+    out = SELDOutput(sed[None], doa[None], np.arange(len(sed)) * HOP, CFG.class_names, CFG, distance=distance[None])
+    d = pp.decide(out)
+    assert d.rows == rows and d.events[0].distance_m == pytest.approx(2.0)
+    np.testing.assert_array_equal(d.distance, distance)
+    # 2024: frame,class,source,azimuth,elevation,distance in metres (a prediction), read back as such
+    pp.write_dcase_csv(tmp_path / "p24.csv", rows, edition="2024")
+    first = (tmp_path / "p24.csv").read_text().splitlines()[0].split(",")
+    assert len(first) == 6 and float(first[5]) == pytest.approx(2.0)
+    back = read_metadata_csv(tmp_path / "p24.csv", "2024", prediction=True)
+    np.testing.assert_allclose([r.distance for r in back], [r.distance for r in rows], rtol=1e-6)
+    # earlier editions: no distance column for predictions
+    pp.write_dcase_csv(tmp_path / "p23.csv", rows, edition="2023")
+    assert {len(line.split(",")) for line in (tmp_path / "p23.csv").read_text().splitlines()} == {5}
+    # 2024 rows without distance are refused, and nothing is written
+    with pytest.raises(InputError, match="without distance"):
+        pp.write_dcase_csv(tmp_path / "none.csv", pp.outputs_to_rows(sed, doa, CFG), edition="2024")
+    assert not (tmp_path / "none.csv").exists()
