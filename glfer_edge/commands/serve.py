@@ -111,7 +111,8 @@ def run(args: argparse.Namespace) -> int:
             server.wait_ready(args.ready_timeout)
             _note(f"listening: HTTP {args.host}:{args.http_port}, gRPC {args.host}:{args.grpc_port}, "
                   f"metrics http://{args.host}:{args.metrics_port}/metrics; health {server.http_url}/v2/health/ready")
-            _note("models: glfer (B, 4, segment) -> sed, doa; glfer_stream (sequences of hops); Ctrl-C stops")
+            _note("models: glfer (B, 4, segment) -> sed, doa (and distance for models with the distance head); "
+                  "glfer_stream (sequences of hops); Ctrl-C stops")
             while not stop.wait(0.5):
                 if not server.is_alive():
                     from glfer_edge.serve.server import ServerStartError

@@ -22,10 +22,17 @@ reports the gap once (``on_gap`` and ``gaps``), waits for the server to be ready
 ``reconnect_timeout_s``), starts a new sequence and replays the audio of the window the server had not
 finished (at most one segment), then drops the frames it had already returned. No frame is lost or
 repeated, and every frame has the values of an uninterrupted stream.
+
+A model with the distance head (``ModelConfig.distance``) served with its ``distance`` output (every
+repository glfer-edge writes for it) fills :attr:`SELDOutput.distance` (metres) in ``infer``, ``infer_long``
+and streams, as in-process. The client asks for ``distance`` only when the served model's config declares
+it; a distance model served without it is read as a model without the head (``client.config.model.distance``
+False, a warning logged), so its outputs and events are those of sed and doa alone.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import threading
@@ -39,9 +46,10 @@ import numpy as np
 from glfer_edge.config import SELDConfig
 from glfer_edge.errors import GlferError, InputError
 from glfer_edge.gate import frame_samples
+from glfer_edge.metadata import DISTANCE_NAME
 from glfer_edge.runtime.base import FOA_CHANNELS, SELDOutput, as_float32, output_frame_times, validate_audio
 from glfer_edge.runtime.streaming import hop_frames
-from glfer_edge.serve.python_model import PARAM_CONFIG, PARAM_HOP, PARAM_PRECISION, model_parameters
+from glfer_edge.serve.python_model import PARAM_CONFIG, PARAM_HOP, PARAM_PRECISION, declared_outputs, model_parameters
 
 __all__ = ["SELDClient", "StreamSession", "ServerError", "Gap", "parse_url"]
 
@@ -123,10 +131,18 @@ class SELDClient:
         if PARAM_CONFIG not in meta:
             raise ServerError(f"model {model!r} on {url} carries no {PARAM_CONFIG} parameter; serve it with "
                               "glfer-edge serve or a repository from glfer-edge export-triton")
-        self.config = SELDConfig.from_json(meta[PARAM_CONFIG])
+        config = SELDConfig.from_json(meta[PARAM_CONFIG])
+        self.distance = bool(config.model.distance) and DISTANCE_NAME in declared_outputs(model_config)
+        if config.model.distance and not self.distance:
+            LOG.warning(f"model {model!r} on {url} has the distance head but its config declares no "
+                        f"{DISTANCE_NAME!r} output; serving sed and doa only (rewrite the repository with "
+                        "glfer-edge export-triton to get distance)")
+            config = config.replace(model=dataclasses.replace(config.model, distance=False))
+        self.config = config
         self.precision = meta.get(PARAM_PRECISION, "fp32")
         self.max_batch_size = int(model_config.get("max_batch_size", 0) or 0)
         self._frame_times = output_frame_times(self.config)
+        self._outputs = ("sed", "doa", DISTANCE_NAME) if self.distance else ("sed", "doa")
 
     # -- tritonclient plumbing -------------------------------------------------------------------------
     @property
@@ -158,9 +174,6 @@ class SELDClient:
                                   "running there?") from None
             raise ServerError(f"model {model!r} on {self.url}: {_one_line(exc)}") from None
 
-    def _model_parameters(self, model: str) -> dict[str, str]:
-        return model_parameters(self._model_config(model))
-
     def _call(self, client: Any, model: str, audio: np.ndarray, outputs: tuple[str, ...], **kwargs: Any) -> dict:
         mod = self._mod
         tensor = mod.InferInput("audio", list(audio.shape), "FP32")
@@ -190,10 +203,11 @@ class SELDClient:
         """One segment batch, float32 (4, N) or (B, 4, N); checked here first, like SELDRuntime.infer."""
         batch = validate_audio(audio, self.config, self.batch_range)
         try:
-            out = self._call(self._client, self.model, batch, ("sed", "doa"))
+            out = self._call(self._client, self.model, batch, self._outputs)
         except Exception as exc:
             raise ServerError(f"{self.model} on {self.url}: {_one_line(exc)}") from None
-        return SELDOutput(out["sed"], out["doa"], self._frame_times.copy(), self.config.class_names, self.config)
+        return SELDOutput(out["sed"], out["doa"], self._frame_times.copy(), self.config.class_names, self.config,
+                          distance=out.get(DISTANCE_NAME))
 
     def infer_long(self, audio: np.ndarray, *, batch_size: int | None = None, tta: int = 1) -> SELDOutput:
         """A whole (4, N) recording, exactly as :func:`glfer_edge.runtime.segments.infer_long` in-process."""
@@ -237,7 +251,15 @@ class StreamSession:
         cfg = client.config
         self.config = cfg
         self.start_time = float(start_time)
-        params = client._model_parameters(client.stream_model)
+        model_config = client._model_config(client.stream_model)
+        params = model_parameters(model_config)
+        # distance when the client reads the model as a distance model and the stream model declares it
+        self.distance = client.distance and DISTANCE_NAME in declared_outputs(model_config)
+        if client.distance and not self.distance:  # read as a model without the head, as SELDClient does
+            LOG.warning(f"{client.stream_model} on {client.url} declares no {DISTANCE_NAME!r} output; this stream "
+                        "gives sed and doa only (serve both models from one glfer-edge export-triton repository)")
+            cfg = self.config = cfg.replace(model=dataclasses.replace(cfg.model, distance=False))
+        self._outputs = self._OUTPUTS + ((DISTANCE_NAME,) if self.distance else ())
         self.hop_frames = hop_frames(cfg, float(params[PARAM_HOP]) if params.get(PARAM_HOP) else None)
         self.frame_samples = frame_samples(cfg)
         self.hop_samples = self.hop_frames * self.frame_samples
@@ -310,7 +332,7 @@ class StreamSession:
                 pass
 
     def _request(self, audio: np.ndarray, start: bool, end: bool) -> dict:
-        return self.client._call(self._connection(), self.client.stream_model, audio[None], self._OUTPUTS,
+        return self.client._call(self._connection(), self.client.stream_model, audio[None], self._outputs,
                                  sequence_id=self.sequence_id, sequence_start=start, sequence_end=end)
 
     def _send(self, chunk: np.ndarray, end: bool) -> SELDOutput:
@@ -370,7 +392,8 @@ class StreamSession:
         first = self._base_frame + int(np.asarray(out["frame_index"]).reshape(-1)[0])
         index = first + np.arange(n)
         keep = index >= self._frames  # frames a replay repeats were returned before the gap
-        parts = {k: out[k][0][keep] for k in ("sed", "doa", "diffuseness", "level_dbfs")}
+        names = ("sed", "doa", "diffuseness", "level_dbfs") + ((DISTANCE_NAME,) if self.distance else ())
+        parts = {k: out[k][0][keep] for k in names}
         kept = index[keep]
         if len(kept) and kept[0] != self._frames:
             raise ServerError(f"stream {self.sequence_id}: frames {self._frames}..{kept[0] - 1} missing after a "
@@ -396,10 +419,13 @@ class StreamSession:
         if not parts:
             parts = [{"sed": np.zeros((0, c), np.float32), "doa": np.zeros((0, c, 3), np.float32),
                       "diffuseness": np.zeros(0, np.float32), "level_dbfs": np.zeros(0, np.float32)}]
+            if self.distance:
+                parts[0][DISTANCE_NAME] = np.zeros((0, c), np.float32)
             index = np.zeros(0, np.int64)
         p = parts[0]
         times = self.start_time + np.asarray(index, np.float64) * cfg.output_hop_seconds
         gate = {}
         if not np.isnan(p["diffuseness"]).any():
             gate = {"diffuseness": p["diffuseness"][None], "level_dbfs": p["level_dbfs"][None]}
-        return SELDOutput(p["sed"][None], p["doa"][None], times, cfg.class_names, cfg, 1, **gate)
+        distance = p[DISTANCE_NAME][None] if self.distance else None
+        return SELDOutput(p["sed"][None], p["doa"][None], times, cfg.class_names, cfg, 1, **gate, distance=distance)

@@ -5,14 +5,19 @@ glfer-edge installed serves it: the ``nvidia-pytriton`` wheel's, an NGC containe
 release). Its ``config.pbtxt`` parameters choose the mode:
 
 - ``glfer_edge.mode: batch`` (model ``glfer``): input ``audio`` (B, 4, segment) float32, outputs ``sed``
-  (B, T', C) and ``doa`` (B, T', C, 3); the requests of one dynamic batch run as one ``SELDRuntime.infer``.
+  (B, T', C), ``doa`` (B, T', C, 3) and, for models with ``ModelConfig.distance``, ``distance`` (B, T', C)
+  in metres; the requests of one dynamic batch run as one ``SELDRuntime.infer``.
 - ``glfer_edge.mode: stream`` (model ``glfer_stream``): one :class:`~glfer_edge.runtime.StreamingSELD`
   per Triton sequence (correlation ID). Each request carries a hop of audio (1, 4, n), n >= 1 (0 only with
-  the END flag); the response holds the frames that hop completed: ``sed``, ``doa``, ``frame_times``
+  the END flag); the response holds the frames that hop completed: ``sed``, ``doa`` (``distance`` too for
+  models with the distance head), ``frame_times``
   (seconds from the sequence's start), the noise gate's ``diffuseness`` and ``level_dbfs``, and
   ``frame_index`` (the first frame's index in the sequence). END flushes the stream. A stream idle for
   longer than the sequence batcher's ``max_sequence_idle_microseconds`` is dropped here too, when Triton
   frees its slot.
+
+An output is sent only when the model config declares it (``glfer_edge.serve.repository`` declares
+``distance`` exactly when the artifact has the distance head).
 
 Bad requests get a Triton error with one line naming the problem and the fix; the other requests of the
 same batch are answered normally.
@@ -29,7 +34,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["TritonPythonModel", "MODE_BATCH", "MODE_STREAM", "PARAM_MODE", "PARAM_MODEL", "PARAM_HOP",
-           "PARAM_THREADS", "PARAM_CONFIG", "PARAM_PRECISION", "PARAM_MAX_CHUNK"]
+           "PARAM_THREADS", "PARAM_CONFIG", "PARAM_PRECISION", "PARAM_MAX_CHUNK", "declared_outputs"]
 
 MODE_BATCH, MODE_STREAM = "batch", "stream"
 PARAM_MODE = "glfer_edge.mode"
@@ -51,11 +56,18 @@ def _control(request: Any, pb_utils: Any, name: str) -> int:
     return 0 if tensor is None else int(tensor.as_numpy().reshape(-1)[0])
 
 
-class _Out:
-    __slots__ = ("sed", "doa")
+def declared_outputs(model_config: dict[str, Any]) -> tuple[str, ...]:
+    """The output names a Triton model config (as JSON) declares, in order."""
+    return tuple(o.get("name", "") for o in model_config.get("output", []))
 
-    def __init__(self, sed: np.ndarray, doa: np.ndarray) -> None:
-        self.sed, self.doa = sed, doa
+
+class _Out:
+    """One stream's rows of a shared inference call (what ``infer_views`` reads from ``runtime.infer``)."""
+
+    __slots__ = ("sed", "doa", "distance")
+
+    def __init__(self, sed: np.ndarray, doa: np.ndarray, distance: np.ndarray | None = None) -> None:
+        self.sed, self.doa, self.distance = sed, doa, distance
 
 
 class WindowBatcher:
@@ -103,7 +115,7 @@ class WindowBatcher:
             batch = np.concatenate([s["audio"] for s in slots]) if len(slots) > 1 else slots[0]["audio"]
             lo, hi = self._rt.batch_range
             step = hi or len(batch)
-            seds, doas = [], []
+            seds, doas, dists = [], [], []
             for i in range(0, len(batch), step):
                 part = batch[i : i + step]
                 pad = max(0, lo - len(part))
@@ -111,13 +123,17 @@ class WindowBatcher:
                                      if pad else part)
                 seds.append(out.sed[: len(part)])
                 doas.append(out.doa[: len(part)])
+                if out.distance is not None:
+                    dists.append(out.distance[: len(part)])
                 self.calls += 1
                 self.windows += len(part)
             sed, doa = np.concatenate(seds), np.concatenate(doas)
+            dist = np.concatenate(dists) if dists else None
             pos = 0
             for s in slots:
                 n = len(s["audio"])
-                s["out"] = _Out(sed[pos : pos + n], doa[pos : pos + n])
+                s["out"] = _Out(sed[pos : pos + n], doa[pos : pos + n],
+                                None if dist is None else dist[pos : pos + n])
                 pos += n
         except BaseException as exc:  # every waiting push gets the failure
             for s in slots:
@@ -171,6 +187,8 @@ class TritonPythonModel:
         self.runtime = SELDRuntime.open(path, device=device, threads=threads)
         self.config = self.runtime.config
         self.max_batch = int(self.model_config.get("max_batch_size", 0)) or None
+        # distance goes out when the model has the head and the config declares it (repository.py does both)
+        self.distance = bool(self.config.model.distance) and "distance" in declared_outputs(self.model_config)
         self.streams: dict[int, Any] = {}
         self.last_seen: dict[int, float] = {}
         seq = self.model_config.get("sequence_batching", {})
@@ -230,7 +248,7 @@ class TritonPythonModel:
         if valid:
             batch = np.concatenate([a for _, a in valid]) if len(valid) > 1 else valid[0][1]
             try:
-                sed, doa = self._run(batch)
+                sed, doa, dist = self._run(batch)
             except Exception as exc:  # a backend failure answers every request of the batch with it
                 for i, _ in valid:
                     responses[i] = self._error(f"inference failed: {exc}")
@@ -238,14 +256,16 @@ class TritonPythonModel:
             pos = 0
             for i, audio in valid:
                 n = audio.shape[0]
-                responses[i] = self._response(sed=sed[pos : pos + n], doa=doa[pos : pos + n])
+                extra = {"distance": dist[pos : pos + n]} if self.distance and dist is not None else {}
+                responses[i] = self._response(sed=sed[pos : pos + n], doa=doa[pos : pos + n], **extra)
                 pos += n
         return responses
 
-    def _run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """sed, doa, distance (None without the distance head) of a batch, in the runtime's batch range."""
         lo, hi = self.runtime.batch_range
         step = hi or len(batch)
-        seds, doas = [], []
+        seds, doas, dists = [], [], []
         for i in range(0, len(batch), step):
             part = batch[i : i + step]
             padded = part if len(part) >= lo else np.concatenate(
@@ -253,9 +273,12 @@ class TritonPythonModel:
             out = self.runtime.infer(padded)
             seds.append(out.sed[: len(part)])
             doas.append(out.doa[: len(part)])
+            if out.distance is not None:
+                dists.append(out.distance[: len(part)])
+        dist = None if not dists else (dists[0] if len(dists) == 1 else np.concatenate(dists))
         if len(seds) == 1:
-            return seds[0], doas[0]
-        return np.concatenate(seds), np.concatenate(doas)
+            return seds[0], doas[0], dist
+        return np.concatenate(seds), np.concatenate(doas), dist
 
     def _execute_stream(self, requests: list[Any]) -> list[Any]:
         from glfer_edge.errors import GlferError
@@ -325,17 +348,28 @@ class TritonPythonModel:
         if not parts:
             sed, doa, times = np.zeros((0, c), np.float32), np.zeros((0, c, 3), np.float32), np.zeros(0)
             psi = level = np.zeros(0, np.float32)
+            dist = np.zeros((0, c), np.float32)
         else:
             sed = np.concatenate([p.sed[0] for p in parts])
             doa = np.concatenate([p.doa[0] for p in parts])
             times = np.concatenate([p.frame_times for p in parts])
             psi = np.concatenate([self._gate(p, "diffuseness") for p in parts])
             level = np.concatenate([self._gate(p, "level_dbfs") for p in parts])
-        return {
+            dist = np.concatenate([self._distance(p) for p in parts]) if self.distance else None
+        outputs = {
             "sed": sed[None].astype(np.float32), "doa": doa[None].astype(np.float32),
             "frame_times": times[None].astype(np.float64), "diffuseness": psi[None].astype(np.float32),
             "level_dbfs": level[None].astype(np.float32), "frame_index": np.array([[first]], np.int64),
         }
+        if self.distance:
+            outputs["distance"] = dist[None].astype(np.float32)
+        return outputs
+
+    @staticmethod
+    def _distance(part: Any) -> np.ndarray:
+        if part.distance is None:  # cannot happen for a distance model's StreamingSELD; never send a short tensor
+            raise RuntimeError("the stream returned no distance for a model with the distance head")
+        return np.asarray(part.distance[0], np.float32)
 
     @staticmethod
     def _gate(part: Any, name: str) -> np.ndarray:

@@ -12,7 +12,9 @@ Forms (model names):
 - ``tensorrt``: ``glfer_trt``, ``platform: "tensorrt_plan"``, for an engine; the config names the TensorRT
   version the engine was built with, which the Triton release must ship (engines do not load elsewhere).
 
-Every form takes ``audio`` (B, 4, segment) float32 and answers ``sed`` and ``doa``, so one client serves all.
+Every form takes ``audio`` (B, 4, segment) float32 and answers ``sed`` and ``doa``, so one client serves all;
+a model with the distance head (``ModelConfig.distance``) answers ``distance`` (B, T', C) metres too, and
+only such a model declares that output.
 Each model carries the artifact's SELDConfig JSON as the parameter ``glfer_edge.config``: clients read the
 model's contract (segment, classes, thresholds) from Triton's model config.
 """
@@ -26,6 +28,7 @@ from pathlib import Path
 
 from glfer_edge.config import SELDConfig
 from glfer_edge.errors import ArtifactError, InputError
+from glfer_edge.metadata import DISTANCE_NAME
 from glfer_edge.runtime.streaming import hop_frames
 from glfer_edge.serve import python_model as pm
 
@@ -107,9 +110,13 @@ def _io(config: SELDConfig, stream: bool) -> str:
             _tensor("frame_times", "TYPE_FP64", [-1]), _tensor("diffuseness", "TYPE_FP32", [-1]),
             _tensor("level_dbfs", "TYPE_FP32", [-1]), _tensor("frame_index", "TYPE_INT64", [1]),
         ]
+        if config.model.distance:
+            outputs.append(_tensor(DISTANCE_NAME, "TYPE_FP32", [-1, c]))
     else:
         inputs = [_tensor("audio", "TYPE_FP32", [4, config.segment_samples])]
         outputs = [_tensor("sed", "TYPE_FP32", [t, c]), _tensor("doa", "TYPE_FP32", [t, c, 3])]
+        if config.model.distance:
+            outputs.append(_tensor(DISTANCE_NAME, "TYPE_FP32", [t, c]))
     return "input [\n" + ",\n".join(inputs) + "\n]\noutput [\n" + ",\n".join(outputs) + "\n]\n"
 
 
@@ -184,9 +191,12 @@ def onnx_config(config: SELDConfig, precision: str, fixed_batch: int | None, opt
         batching = (f"max_batch_size: {options.max_batch_size}\n"
                     f"dynamic_batching {{ max_queue_delay_microseconds: {options.max_queue_delay_us} }}\n")
     else:  # a --single-batch graph: the batch axis is part of the tensor shape
+        outputs = [_tensor("sed", "TYPE_FP32", [fixed_batch, t, c]),
+                   _tensor("doa", "TYPE_FP32", [fixed_batch, t, c, 3])]
+        if config.model.distance:
+            outputs.append(_tensor(DISTANCE_NAME, "TYPE_FP32", [fixed_batch, t, c]))
         io = ("input [\n" + _tensor("audio", "TYPE_FP32", [fixed_batch, 4, n]) + "\n]\noutput [\n"
-              + _tensor("sed", "TYPE_FP32", [fixed_batch, t, c]) + ",\n"
-              + _tensor("doa", "TYPE_FP32", [fixed_batch, t, c, 3]) + "\n]\n")
+              + ",\n".join(outputs) + "\n]\n")
         batching = "max_batch_size: 0\n"
     level = ort_graph_level(precision, options.graph_optimization)
     optimization = ""
@@ -223,8 +233,10 @@ def tensorrt_config(config: SELDConfig, precision: str, sidecar: dict, options: 
         batching = (f"max_batch_size: {min(options.max_batch_size, hi)}\n"
                     f"dynamic_batching {{ max_queue_delay_microseconds: {options.max_queue_delay_us} }}\n")
         shapes = ([4, n], [t, c], [t, c, 3])
-    io = ("input [\n" + _tensor("audio", dtype("audio"), shapes[0]) + "\n]\noutput [\n"
-          + _tensor("sed", dtype("sed"), shapes[1]) + ",\n" + _tensor("doa", dtype("doa"), shapes[2]) + "\n]\n")
+    outputs = [_tensor("sed", dtype("sed"), shapes[1]), _tensor("doa", dtype("doa"), shapes[2])]
+    if config.model.distance:  # shaped like sed
+        outputs.append(_tensor(DISTANCE_NAME, dtype(DISTANCE_NAME), shapes[1]))
+    io = "input [\n" + _tensor("audio", dtype("audio"), shapes[0]) + "\n]\noutput [\n" + ",\n".join(outputs) + "\n]\n"
     return (_header(TRT_MODEL, config, precision, source)
             + f"# built with TensorRT {version}: use the Triton release that ships TensorRT {version} "
             "(an engine loads only in the TensorRT version and GPU family it was built for)\n"
