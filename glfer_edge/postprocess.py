@@ -361,11 +361,12 @@ def write_events_json(path: str | Path, events: Sequence[Event], extra: Mapping[
         tmp.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n")
 
 
-def format_events(events: Sequence[Event]) -> str:
+def format_events(events: Sequence[Event], *, distance: bool | None = None) -> str:
     """A fixed-width table: one line per event; the gate's diffuseness and level (dBFS) where measured,
-    the distance (metres, the event's median) for a distance model."""
+    the distance (metres, the event's median) for a distance model. ``distance``: show that column (True),
+    or not (False); None: where an event has a distance."""
     gated = any(e.diffuseness is not None for e in events)
-    ranged = any(e.distance_m is not None for e in events)
+    ranged = any(e.distance_m is not None for e in events) if distance is None else distance
     extra = f" {'diffuse':>7} {'dBFS':>6}" if gated else ""
     extra += f" {'dist m':>6}" if ranged else ""
     lines = [f"{'onset':>8} {'offset':>8}  {'class':<16} {'azimuth':>8} {'elevation':>9} {'p':>5}{extra}"]

@@ -1,4 +1,11 @@
-"""``glfer-edge evaluate``: score DCASE prediction CSVs with the official SELD metrics."""
+"""``glfer-edge evaluate``: score DCASE prediction CSVs with the official SELD metrics.
+
+``--model`` runs a model over a dataset first and scores its CSVs. ``--edition 2024`` scores source
+distance, so it needs a model with the distance head (its CSVs are 2024 rows, distance in metres; the
+references 2024 metadata, distance in centimetres); a model without distance is refused before any
+inference (the official 2024 code has no score without distance). Editions 2021-2023 score a
+distance model's directions and activity only: its CSVs are written without distance.
+"""
 
 from __future__ import annotations
 
@@ -59,9 +66,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def predict_folder(
     model: str | None, data: str, split: str | None, layout: str, out_dir: Path,
     threshold: float | None = None, median_frames: int = 1, tta: int = 1, doa_smoothing: int | None = None,
-    gate: bool = True, force: bool = True,
+    gate: bool = True, force: bool = True, edition: str = "2023",
 ) -> Path:
-    """Write the model's DCASE prediction CSVs for every recording of a dataset split; returns the ref folder."""
+    """Write the model's DCASE prediction CSVs (``edition``'s format; 2024 with distance in metres, which
+    needs a model with distance) for every recording of a dataset split; returns the ref folder."""
     from tqdm import tqdm
 
     from glfer_edge.audio import load_audio
@@ -76,13 +84,16 @@ def predict_folder(
     for _, csv in pairs:  # before the model loads: the output policy, file by file
         check_output(out_dir / f"{csv.stem}.csv", force, "--pred-out")
     with SELDRuntime.open(None if model in (None, "default") else model) as rt:
+        if edition == "2024" and not rt.config.model.distance:
+            raise InputError(f"--edition 2024 scores source distance, and model '{rt.config.name}' has no distance "
+                             "head; use --edition 2023, or a model trained with distance")
         for wav, csv in tqdm(pairs, unit="file", desc="predict"):
             rec = load_audio(wav, rt.config.features.sample_rate)
             out = infer_long(rt, rec.audio, tta=tta)
             duration = rec.audio.shape[-1] / rt.config.features.sample_rate
             rows = decide(out, threshold=threshold, median_frames=median_frames, doa_smoothing=doa_smoothing,
                           duration=duration, gate=None if gate else False).rows  # run's decisions
-            write_dcase_csv(out_dir / f"{csv.stem}.csv", rows)
+            write_dcase_csv(out_dir / f"{csv.stem}.csv", rows, edition=edition)  # distance only for 2024
     return pairs[0][1].parent if split else pairs[0][1].parents[1]
 
 
@@ -92,9 +103,6 @@ def run(args: argparse.Namespace) -> int:
     if args.ci and args.edition == "2021":
         raise InputError("the official 2021 code has no confidence intervals; drop --ci or use --edition 2022 or later")
     if args.model is not None:
-        if args.edition == "2024":
-            raise InputError("--model predicts no source distance, which --edition 2024 scores; "
-                             "use --edition 2023, or score 2024 prediction CSVs with --ref/--pred")
         if args.data is None:
             raise InputError("--model needs --data DIR (a DCASE-layout dataset); or pass --ref and --pred")
         tta_transforms(args.tta)  # refuse bad options before the model loads
@@ -105,7 +113,8 @@ def run(args: argparse.Namespace) -> int:
             pred = Path(args.pred_out or tmp)
             args.ref = str(predict_folder(args.model, args.data, args.split, args.layout, pred,
                                           args.threshold, args.median, args.tta, args.doa_smoothing,
-                                          gate=not args.no_gate, force=args.force or args.pred_out is None))
+                                          gate=not args.no_gate, force=args.force or args.pred_out is None,
+                                          edition=args.edition))
             args.pred = str(pred)
             return _score(args)
     if args.threshold is not None or args.median != 1 or args.tta != 1 or args.doa_smoothing is not None or args.no_gate:

@@ -8,6 +8,12 @@ the paper's Fig. 8. A folder as input runs every audio file in it: ``--out`` (an
 name folders that get ``<name>.csv`` (``<name>.json``) per recording. ``--demo`` synthesizes a scene,
 runs on it and scores the result. Existing outputs are refused unless ``--force``; every failure is
 one ``error: ...`` line (exit 2) and leaves no output file behind.
+
+Distance (DCASE 2024, 3D SELD): a model with the distance head writes DCASE 2024 CSV rows
+(``frame,class,source,azimuth,elevation,distance``, distance in metres as 2024 predictions are) and
+scores ``--ref`` with the 2024 metrics by default; events get a ``distance_m`` (JSON, table column).
+``--edition 2021/2022/2023`` writes that edition's rows without distance; ``--edition 2024`` with a
+model without distance is refused before any inference.
 """
 
 from __future__ import annotations
@@ -39,8 +45,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_json_argument(parser, "the events")
     parser.add_argument("--plot", type=Path, help="save a figure of activity, azimuth and elevation (png, pdf, svg)")
     parser.add_argument("--ref", type=Path, help="reference DCASE CSV: drawn on the plot and scored")
-    parser.add_argument("--edition", default="2023", choices=("2021", "2022", "2023"),
-                        help="DCASE CSV format and metrics (default 2023)")
+    parser.add_argument("--edition", default=None, choices=("2021", "2022", "2023", "2024"),
+                        help="DCASE CSV format and metrics (default: 2024 for a model with distance, its rows "
+                             "frame,class,source,azimuth,elevation,distance in metres; else 2023). 2024 needs a "
+                             "model with distance")
     parser.add_argument("--average", default=None, choices=("micro", "macro"),
                         help="class averaging of the score against --ref/--demo (default: the edition's, as in "
                              "evaluate: micro for 2021, macro for 2022+; macro scores each class without a correct "
@@ -88,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
     failed = 0
     with opened as rt:
         _note(f"model {rt.description}")
+        args.edition = resolve_edition(args.edition, rt.config)
         if args.demo:
             recording, reference = _demo(rt.config)
             _report(_infer(rt, recording, args), reference, recording.duration, args, args.out, args.json, args.plot)
@@ -126,7 +135,8 @@ def _check_args(args: argparse.Namespace) -> list[tuple[Path, Path | None, str |
     if args.batch is not None and args.batch < 1:
         raise InputError(f"--batch {args.batch} must be at least 1")
     tta_transforms(args.tta)  # refuses a --tta other than 1, 2, 4, 8, 16
-    args.averages = (check_average(args.edition, args.average),)
+    # the edition may wait for the model (2024 for a distance model, else 2023): both average alike
+    args.averages = (check_average(args.edition or "2023", args.average),)
     if args.average is None and args.averages[0] == "macro":  # one recording: its own classes' score beside it
         args.averages += ("micro",)
     if args.plot is not None and args.plot.suffix.lower() not in (".png", ".pdf", ".svg", ".jpg"):
@@ -165,6 +175,20 @@ def _folder_jobs(args: argparse.Namespace, files: list[Path]) -> list[tuple[Path
         check_output(json_out, args.force, "--json")
         jobs.append((path, out, json_out))
     return jobs
+
+
+def resolve_edition(edition: str | None, config) -> str:
+    """The DCASE edition of a run of a model with ``config``: the one asked for, else 2024 for a model
+    with the distance head and 2023 otherwise; 2024 for a model without distance is refused."""
+    from glfer_edge.errors import InputError
+
+    distance = bool(config.model.distance)
+    if edition is None:
+        return "2024" if distance else "2023"
+    if edition == "2024" and not distance:
+        raise InputError(f"--edition 2024 needs source distances, and model '{config.name}' has no distance head; "
+                         "use --edition 2023 (or a model trained with distance)")
+    return edition
 
 
 def _model_path(model: Path | None) -> tuple[Path, str | None]:
@@ -221,7 +245,12 @@ def _report(output, reference, duration: float, args: argparse.Namespace, out: P
             plot: Path | None) -> None:
     from glfer_edge import postprocess as pp
 
+    from glfer_edge.errors import InputError
+
     cfg = output.config
+    if args.edition == "2024" and output.distance is None:  # e.g. a server that returns no distance
+        raise InputError(f"--edition 2024 needs source distances, and the outputs of model '{cfg.name}' have none; "
+                         "use --edition 2023")
     d = pp.decide(output, threshold=args.threshold, median_frames=args.median, doa_smoothing=args.doa_smoothing,
                   duration=duration, gate=False if args.no_gate else None)
     events, rows = d.events, d.rows
@@ -237,23 +266,26 @@ def _report(output, reference, duration: float, args: argparse.Namespace, out: P
 
         write_json(STDOUT, {"events": [e.to_dict() for e in events], **settings})
     else:
-        print(pp.format_events(events))
+        print(pp.format_events(events, distance=d.distance is not None))
     if reference is not None:
         _score(reference, rows, cfg, args)
     if out is not None:
         if out.suffix.lower() == ".json":
             pp.write_events_json(out, events, settings)
         else:
-            pp.write_dcase_csv(out, rows, edition=args.edition)
-        _note(f"wrote {out}")
+            pp.write_dcase_csv(out, rows, edition=args.edition)  # 2024: with distance (m); else without
+        _note(f"wrote {out}" + (" (DCASE 2024 rows, distance in metres)" if args.edition == "2024"
+                                and out.suffix.lower() != ".json" else ""))
     if json_out not in (None, STDOUT):
         pp.write_events_json(json_out, events, settings)
         _note(f"wrote {json_out}")
     if plot is not None:
         from glfer_edge.plot import save_figure, seld_figure
 
+        if reference is not None and args.edition != "2024":  # 2023 distance columns are the file's (cm)
+            reference = [dataclasses.replace(r, distance=None) for r in reference]
         save_figure(seld_figure(d.active, d.doa, output.frame_times, cfg.output_hop_seconds, cfg.class_names,
-                                reference=reference), plot)
+                                reference=reference, distance=d.distance), plot)
         _note(f"wrote {plot}")
 
 
@@ -269,8 +301,10 @@ def _score(reference, rows, cfg, args: argparse.Namespace) -> None:
     n = max((r.frame for r in reference), default=-1) + 1
     sed, doa = labels_to_targets(reference, n, cfg.model.num_classes)
     times = np.arange(n) * LABEL_HOP_SECONDS
+    distance = _reference_distance(reference, doa) if args.edition == "2024" else None
     print("\nreference:")
-    print(pp.format_events(pp.events_from_frames(sed > 0, sed, doa, times, LABEL_HOP_SECONDS, cfg.class_names)))
+    print(pp.format_events(pp.events_from_frames(sed > 0, sed, doa, times, LABEL_HOP_SECONDS, cfg.class_names,
+                                                 distance=distance), distance=distance is not None))
     print(f"\nagainst the reference ({len(reference)} label rows, DCASE {args.edition} metrics):")
     for average in args.averages:
         metrics = SELDMetrics(cfg.model.num_classes, edition=args.edition, average=average)
@@ -279,7 +313,38 @@ def _score(reference, rows, cfg, args: argparse.Namespace) -> None:
         why = {"macro": "the edition's default: every class, absent ones as misses",
                "micro": "this recording's events pooled"}[average] if len(args.averages) > 1 else ""
         print(f"  {average} averaging{f' ({why})' if why else ''}:")
-        print(f"    ER20 {r.er:.3f}  F20 {100 * r.f:.1f}%  LE_CD {r.le:.1f}°  LR_CD {100 * r.lr:.1f}%  SELD {r.seld:.3f}")
+        if args.edition == "2024":
+            print(f"    F20 {100 * r.f:.1f}%  AE_CD {_num(r.le, '.1f')}°  RDE_CD {_num(r.rde, '.3f')}  "
+                  f"DE_CD {_num(r.de, '.2f')} m  SELD {r.seld:.3f}")
+            print(f"    (frame-level; F20 needs DOA error <= {r.doa_threshold:g} deg and relative distance error "
+                  f"<= {r.rel_distance_threshold:g})")
+        else:
+            print(f"    ER20 {r.er:.3f}  F20 {100 * r.f:.1f}%  LE_CD {r.le:.1f}°  LR_CD {100 * r.lr:.1f}%  "
+                  f"SELD {r.seld:.3f}")
+
+
+def _num(value: float | None, spec: str) -> str:
+    """A metric for the printed score; '-' where there is no estimate (nothing matched)."""
+    import math
+
+    return "-" if value is None or math.isnan(value) else format(value, spec)
+
+
+def _reference_distance(reference, doa):
+    """(n, C) metres of the reference rows that :func:`labels_to_targets` kept (the row whose direction
+    is the target's, per frame and class); None when the rows carry no distance."""
+    import numpy as np
+
+    from glfer_edge.data.dcase import polar_to_cartesian
+
+    if not any(r.distance is not None for r in reference):
+        return None
+    distance = np.zeros(doa.shape[:2], np.float32)
+    for r in reference:
+        if r.distance is not None and 0 <= r.class_idx < doa.shape[1] and np.allclose(
+                polar_to_cartesian(r.azimuth, r.elevation), doa[r.frame, r.class_idx], atol=1e-5):
+            distance[r.frame, r.class_idx] = r.distance
+    return distance
 
 
 def _note(text: str) -> None:
