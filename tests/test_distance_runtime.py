@@ -203,3 +203,21 @@ def test_evaluate_2024_scores_the_models_distances(model, dataset, tmp_path, cap
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(err) == 1 and "no distance head" in err[0] and "--edition 2023" in err[0]
     assert not list(kept.glob("*.csv")) if kept.exists() else True
+
+
+def test_evaluate_2024_refuses_references_in_metres_before_inference(model, dataset, tmp_path, capsys):
+    """References as glfer-edge synth writes them today (2023 rows, distance in metres) are not 2024 metadata."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(dataset / "foa_dev", data / "foa_dev")
+    for csv in (dataset / "metadata_dev" / "s").glob("*.csv"):
+        rows = read_metadata_csv(csv, "2024")
+        write_metadata_csv(data / "metadata_dev" / "s" / csv.name, rows)  # 2023: azi,ele,dist in metres
+    pred = tmp_path / "pred"
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(model[2]), "--data", str(data), "--edition", "2024",
+                 "--pred-out", str(pred)]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(err) == 1 and "not whole centimetres" in err[0]
+    assert not pred.exists() or not list(pred.iterdir())

@@ -73,6 +73,7 @@ def predict_folder(
     from tqdm import tqdm
 
     from glfer_edge.audio import load_audio
+    from glfer_edge.data.dcase import load_metadata
     from glfer_edge.data.layout import list_pairs
     from glfer_edge.postprocess import decide, write_dcase_csv
     from glfer_edge.runtime import SELDRuntime
@@ -83,6 +84,8 @@ def predict_folder(
         raise InputError(f"no recordings under {data} (split {split or 'all'}); check --data and --split")
     for _, csv in pairs:  # before the model loads: the output policy, file by file
         check_output(out_dir / f"{csv.stem}.csv", force, "--pred-out")
+        if edition == "2024":  # and references without distance in centimetres, before any inference
+            load_metadata(csv, edition)
     with SELDRuntime.open(None if model in (None, "default") else model) as rt:
         if edition == "2024" and not rt.config.model.distance:
             raise InputError(f"--edition 2024 scores source distance, and model '{rt.config.name}' has no distance "

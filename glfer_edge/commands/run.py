@@ -105,9 +105,8 @@ def run(args: argparse.Namespace) -> int:
             if len(jobs) > 1:
                 print(f"\n{source}:")
             try:
-                recording = _load(source, args, rt.config)
-                _report(_infer(rt, recording, args), _reference(args), recording.duration, args, out, json_out,
-                        args.plot)
+                recording, reference = _load(source, args, rt.config), _reference(args)  # refused before inference
+                _report(_infer(rt, recording, args), reference, recording.duration, args, out, json_out, args.plot)
             except GlferError as exc:
                 if len(jobs) == 1:
                     raise
