@@ -3,7 +3,8 @@
 Three concerns, one module each; every threshold lives in :data:`glfer_edge.tolerances.TOLERANCES`.
 
 * :mod:`~glfer_edge.parity.tensors`: output agreement (SED/DOA errors, cosine, SED decision
-  agreement, DOA angular error on active cells) and the checks against a row;
+  agreement, DOA angular error on active cells; for distance models the distance error in metres
+  and relative on active cells) and the checks against a row;
 * :mod:`~glfer_edge.parity.task`: both artifacts on the same labelled scenes, compared as SELD
   systems (DCASE ER20, F20, LE_CD, LR_CD, SELD error) as well as outputs;
 * :mod:`~glfer_edge.parity.layers`: the first divergent layer of two ONNX graphs;

@@ -15,7 +15,7 @@ def _check_rows(report: ParityReport) -> list[str]:
     nonfinite = report.stats.nonfinite  # statistics over NaN/Inf outputs pass nothing
     for check in CHECKS:
         bound = getattr(tol, check.bound)
-        if bound is None:
+        if bound is None or not check.applies(report.stats):
             continue
         value = check.value(report.stats, report.seld_delta)
         if value is None:
@@ -41,10 +41,14 @@ def render_markdown(report: ParityReport, worst: int = 10) -> str:
         "## Output statistics (B against A)", "",
         "| output | max abs | mean abs | cosine |", "|---|---|---|---|",
         f"| sed | {s.sed_max_abs:.3g} | {s.sed_mean_abs:.3g} | {s.sed_cosine:.6f} |",
-        f"| doa | {s.doa_max_abs:.3g} | {s.doa_mean_abs:.3g} | {s.doa_cosine:.6f} |", "",
+        f"| doa | {s.doa_max_abs:.3g} | {s.doa_mean_abs:.3g} | {s.doa_cosine:.6f} |",
+        *([f"| distance (m) | {s.distance_max_abs:.3g} | {s.distance_mean_abs:.3g} | |"] if s.has_distance else []), "",
         f"SED decisions agree on {100 * s.sed_agreement:.2f} % of frame-class cells; DOA angular error on the "
         f"{s.active_cells} cells active in A: mean {s.doa_angle_mean_deg:.3g} deg, p99 {s.doa_angle_p99_deg:.3g} deg.",
     ]
+    if s.has_distance:
+        lines.append(f"Relative distance error |B − A| / A on the same cells: mean {s.distance_rel_mean:.3g}, "
+                     f"max {s.distance_rel_max:.3g}.")
     if report.seld_a and report.seld_b:
         lines += ["", "## SELD metrics against the labels", "", "| metric | A | B | B − A |", "|---|---|---|---|"]
         a, b = report.seld_a, report.seld_b

@@ -2,8 +2,8 @@
 
 ``compare_artifacts`` runs both artifacts through :class:`glfer_edge.runtime.SELDRuntime` on the
 same :class:`LabelledScene` list (generated scenes or a DCASE folder) and reports, for B against the
-reference A, the output statistics of :mod:`glfer_edge.parity.tensors` and both sides' DCASE SELD
-metrics against the labels (ER20, F20, LE_CD, LR_CD and the aggregate SELD error) with their delta,
+reference A, the output statistics of :mod:`glfer_edge.parity.tensors` (distance too when both
+sides have the distance output) and both sides' DCASE SELD metrics against the labels (ER20, F20, LE_CD, LR_CD and the aggregate SELD error) with their delta,
 checked against a row of :data:`glfer_edge.tolerances.TOLERANCES`.
 """
 
@@ -100,6 +100,7 @@ class _Outputs:
     config: SELDConfig
     sed: list[np.ndarray]  # per recording (T, C) at the output frame rate
     doa: list[np.ndarray]  # per recording (T, C, 3)
+    distance: list[np.ndarray] | None = None  # per recording (T, C) metres; None without the distance head
 
 
 def _run(
@@ -112,7 +113,8 @@ def _run(
     with SELDRuntime.open(path, device=device, backend=backend, options=options) as rt:
         outs = [infer_long(rt, rec.audio, batch_size=batch) for rec in recordings]
         summary = ArtifactSummary(str(path), rt.backend, rt.precision, rt.description)
-        return _Outputs(summary, rt.config, [o.sed[0] for o in outs], [o.doa[0] for o in outs])
+        distance = [o.distance[0] for o in outs] if all(o.distance is not None for o in outs) else None
+        return _Outputs(summary, rt.config, [o.sed[0] for o in outs], [o.doa[0] for o in outs], distance)
 
 
 def score_recordings(
@@ -163,6 +165,8 @@ class ParityReport:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: NaN and infinities become None."""
         d = dataclasses.asdict(self)
+        d["stats"] = self.stats.to_dict()  # distance fields only where measured
+        d["tolerances"] = {k: v for k, v in d["tolerances"].items() if self.stats.has_distance or not k.startswith("distance_")}
         d["passed"], d["seld_delta"] = self.passed, self.seld_delta
         return json_safe(d)
 
@@ -195,9 +199,11 @@ def compare_artifacts(
             "export both from the same weights and segment length"
         )
     tol = tolerances or tolerances_for(out_b.summary.precision, out_b.summary.backend)
+    both = out_a.distance is not None and out_b.distance is not None  # one side alone: nothing to compare
     stats = compare_outputs(
         np.concatenate(out_a.sed), np.concatenate(out_a.doa), np.concatenate(out_b.sed), np.concatenate(out_b.doa),
-        threshold=ca.sed_threshold,
+        threshold=ca.sed_threshold, distance_a=np.concatenate(out_a.distance) if both else None,
+        distance_b=np.concatenate(out_b.distance) if both else None,
     )
     # Both sides decided at A's threshold and DOA smoothing: the deltas are the networks', not the settings'.
     seld_a = _seld(ca, out_a, recordings) if with_seld else None

@@ -1,8 +1,11 @@
 """Output agreement of artifact B against reference A: the statistics and the checks against a tolerance row.
 
-On the network's two outputs, SED activity (..., C) and ACCDOA-style DOA vectors (..., C, 3): max /
+On the network's outputs, SED activity (..., C) and ACCDOA-style DOA vectors (..., C, 3): max /
 mean absolute error and cosine similarity per output, SED decision agreement at a threshold, and
-the DOA angular error on the frame-class cells A marks active. :data:`CHECKS` names each bound of a
+the DOA angular error on the frame-class cells A marks active. For models with the distance head
+(``ModelConfig.distance``), when both sides give ``distance`` (..., C) in metres: max / mean
+absolute error over all cells and the relative error |B - A| / A on the cells A marks active
+(elsewhere the distance of an absent source means nothing). :data:`CHECKS` names each bound of a
 :class:`~glfer_edge.tolerances.Tolerances` row once, for :func:`violations` and the reports.
 """
 
@@ -33,9 +36,23 @@ class ParityStats:
     doa_angle_p99_deg: float
     active_cells: int
     nonfinite: int  # NaN/Inf count in B
+    # distance (metres), None unless both sides have the distance output
+    distance_max_abs: float | None = None
+    distance_mean_abs: float | None = None
+    distance_rel_mean: float | None = None  # mean |B - A| / A on cells active in A; NaN when none is
+    distance_rel_max: float | None = None
+
+    @property
+    def has_distance(self) -> bool:
+        return self.distance_max_abs is not None
 
     def to_dict(self) -> dict[str, float]:
-        return dataclasses.asdict(self)
+        """All fields; the distance ones only when measured (a model without distance reports as before)."""
+        d = dataclasses.asdict(self)
+        return d if self.has_distance else {k: v for k, v in d.items() if not k.startswith(DISTANCE_PREFIX)}
+
+
+DISTANCE_PREFIX = "distance_"
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -54,16 +71,24 @@ def angular_error_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def compare_outputs(
-    sed_a: np.ndarray, doa_a: np.ndarray, sed_b: np.ndarray, doa_b: np.ndarray, threshold: float = SED_THRESHOLD
+    sed_a: np.ndarray, doa_a: np.ndarray, sed_b: np.ndarray, doa_b: np.ndarray, threshold: float = SED_THRESHOLD,
+    *, distance_a: np.ndarray | None = None, distance_b: np.ndarray | None = None,
 ) -> ParityStats:
-    """Statistics of B against reference A; DOA angles on cells where A is active (sed_a >= threshold)."""
+    """Statistics of B against reference A; DOA angles and relative distance errors on cells where A is active
+    (sed_a >= threshold). Distance statistics when both ``distance_a`` and ``distance_b`` (..., C) are given."""
     if sed_a.shape != sed_b.shape or doa_a.shape != doa_b.shape:
         raise ValueError(f"output shapes differ: sed {sed_a.shape} vs {sed_b.shape}, doa {doa_a.shape} vs {doa_b.shape}")
+    with_distance = distance_a is not None and distance_b is not None
+    if with_distance and not distance_a.shape == distance_b.shape == sed_a.shape:
+        raise ValueError(f"distance shapes {distance_a.shape} and {distance_b.shape} differ from sed {sed_a.shape}")
     nonfinite = int(np.size(sed_b) - np.isfinite(sed_b).sum() + np.size(doa_b) - np.isfinite(doa_b).sum())
+    if with_distance:
+        nonfinite += int(np.size(distance_b) - np.isfinite(distance_b).sum())
     sed_err = np.abs(sed_a.astype(np.float64) - sed_b)
     doa_err = np.abs(doa_a.astype(np.float64) - doa_b)
     active = sed_a >= threshold
     angles = angular_error_deg(doa_a[active], doa_b[active])
+    distance = _distance_stats(distance_a, distance_b, active, nonfinite) if with_distance else {}
     return ParityStats(
         sed_max_abs=float(np.nanmax(sed_err)) if nonfinite == 0 else float("inf"),
         sed_mean_abs=float(np.mean(sed_err)),
@@ -76,7 +101,20 @@ def compare_outputs(
         doa_angle_p99_deg=float(np.percentile(angles, 99)) if angles.size else float("nan"),
         active_cells=int(active.sum()),
         nonfinite=nonfinite,
+        **distance,
     )
+
+
+def _distance_stats(a: np.ndarray, b: np.ndarray, active: np.ndarray, nonfinite: int) -> dict[str, float]:
+    err = np.abs(a.astype(np.float64) - b)
+    # softplus keeps A's distances > 0; the floor only guards a reference that underflowed to 0
+    rel = err[active] / np.maximum(a[active].astype(np.float64), 1e-6)
+    return {
+        "distance_max_abs": float(np.nanmax(err)) if nonfinite == 0 else float("inf"),
+        "distance_mean_abs": float(np.mean(err)),
+        "distance_rel_mean": float(np.mean(rel)) if rel.size else float("nan"),
+        "distance_rel_max": float(np.max(rel)) if rel.size else float("nan"),
+    }
 
 
 @dataclass(frozen=True)
@@ -97,6 +135,10 @@ class Check:
         """The measured value (the signed SELD delta; None when not measured)."""
         return seld_delta if self.stat is None else getattr(stats, self.stat)
 
+    def applies(self, stats: ParityStats) -> bool:
+        """Whether the check belongs in a report on ``stats``: distance checks only for distance models."""
+        return stats.has_distance or not (self.stat or "").startswith(DISTANCE_PREFIX)
+
     def fails(self, value: float | None, tol: Tolerances) -> bool:
         """Whether ``value`` leaves the row's bound; an unchecked bound or an unmeasured value never fails."""
         bound = getattr(tol, self.bound)
@@ -112,6 +154,8 @@ CHECKS: tuple[Check, ...] = (
     Check("sed_agreement_min", "sed_agreement", "SED decision agreement", "min"),
     Check("doa_angle_mean_max_deg", "doa_angle_mean_deg", "mean DOA angular error (deg)", "max"),
     Check("seld_delta_max", None, "SELD error delta", "max"),
+    Check("distance_max_abs", "distance_max_abs", "distance max abs error (m)", "max"),
+    Check("distance_rel_mean_max", "distance_rel_mean", "mean relative distance error", "max"),
 )
 
 
