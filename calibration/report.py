@@ -75,15 +75,18 @@ def held_out_accuracy(
         name: ort.InferenceSession(graph.SerializeToString(), options, providers=["CPUExecutionProvider"])
         for name, graph in (("fp32", fp32), ("int8", int8))
     }
+    names = list(md.output_names(config))  # sed, doa[, distance]
     chunks = {name: [] for name in sessions}
     for batch in reader:  # batches of a few segments keep the activations of large presets in memory
         for name, session in sessions.items():
-            chunks[name].append(session.run(list(md.OUTPUT_NAMES), batch))
+            chunks[name].append(session.run(names, batch))
     outputs = {name: [np.concatenate(parts) for parts in zip(*runs)] for name, runs in chunks.items()}
-    stats = compare_outputs(*outputs["fp32"], *outputs["int8"], threshold=config.sed_threshold)
+    (sed_a, doa_a, *dist_a), (sed_b, doa_b, *dist_b) = outputs["fp32"], outputs["int8"]
+    stats = compare_outputs(sed_a, doa_a, sed_b, doa_b, threshold=config.sed_threshold,
+                            distance_a=next(iter(dist_a), None), distance_b=next(iter(dist_b), None))
     labels = [reader.scene(i).rows for i in range(n_scenes)]
     seld = {}
-    for name, (sed, doa) in outputs.items():
+    for name, (sed, doa, *_) in outputs.items():
         metrics = SELDMetrics(config.model.num_classes, edition="2023")
         for i, rows in enumerate(labels):
             if rows:  # the official 2023 scoring cannot score an empty reference
@@ -130,8 +133,25 @@ def _markdown(report: dict[str, Any]) -> str:
             f"{acc['seld_delta']:+.4f} | <= {TOLERANCES['int8'].seld_delta_max} |",
             f"| SED max / mean abs error | {p['sed_max_abs']:.4g} / {p['sed_mean_abs']:.4g} | |",
             f"| DOA max / mean abs error | {p['doa_max_abs']:.4g} / {p['doa_mean_abs']:.4g} | |",
+            *_distance_rows(p),
             "", "Violations: " + ("; ".join(acc["violations"]) if acc["violations"] else "none"), "",
         ]
     lines += ["## Activation ranges (|x| <= scale * 127)", "", "| tensor | range |", "|---|---|"]
     lines += [f"| `{name}` | {value:.4g} |" for name, value in sorted(ranges.items())]
     return "\n".join(lines) + "\n"
+
+
+def _distance_rows(parity: dict[str, Any]) -> list[str]:
+    """The distance lines of a distance model's report (none for a model without the distance head)."""
+    if parity.get("distance_max_abs") is None:
+        return []
+    tol = TOLERANCES["int8"]
+    rel = parity["distance_rel_mean"]
+    rel = "n/a (no active reference cell)" if rel is None or np.isnan(rel) else f"{rel:.4f}"
+    bound = f"<= {tol.distance_rel_mean_max}" if tol.distance_rel_mean_max is not None else ""
+    abs_bound = f"<= {tol.distance_max_abs} m" if tol.distance_max_abs is not None else ""
+    return [
+        f"| mean relative distance error on active frames | {rel} | {bound} |",
+        f"| distance max / mean abs error (m) | {parity['distance_max_abs']:.4g} / {parity['distance_mean_abs']:.4g} "
+        f"| {abs_bound} |",
+    ]

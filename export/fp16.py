@@ -7,7 +7,10 @@ at the precision borders, FP32 graph I/O. What stays FP32 and why:
   full-scale tone reaches ~6.5e4, the FP16 maximum), the power floor (1e-10 is below the FP16
   subnormal minimum 6e-8, so quiet input gives log(0) = -inf), the log, the intensity-vector
   normalisation (a ratio of two such quantities) and the standardisation;
-* the output Sigmoid (producer of ``sed``): FP16 probabilities near 0.5..1 are spaced 4.9e-4.
+* the output Sigmoid (producer of ``sed``): FP16 probabilities near 0.5..1 are spaced 4.9e-4;
+* the output Softplus (producer of ``distance``, models with ``ModelConfig.distance``): in FP16,
+  ``log(1 + exp(x))`` overflows to +inf for x > 11.1 (``onnx.reference`` computes it that way), and
+  its metres would be spaced 3.9e-3 at 4..8 m. FP32 I/O as for ``sed`` and ``doa``.
 
 Measured (tiny preset, random weights with fitted feature statistics, 2-s segments; quiet -60 dBFS
 and loud 0 dBFS-peak generated scenes and a full-scale 1-kHz plane wave; the artifact evaluated in
@@ -53,14 +56,15 @@ FP16_MAX = 65504.0
 
 
 def fp32_node_names(graph: onnx.ModelProto, keep_fp32_ops: Iterable[str] = FP32_OP_TYPES) -> list[str]:
-    """Nodes pinned to FP32: the frontend scope, the output sigmoid and every node of ``keep_fp32_ops``."""
+    """Nodes pinned to FP32: the frontend scope, the output activations (the Sigmoid of ``sed``, the Softplus
+    of ``distance``) and every node of ``keep_fp32_ops``."""
     from glfer_edge import metadata as md
 
     ops = set(keep_fp32_ops)
-    sed_output = md.OUTPUT_NAMES[0]
+    activations = {("Sigmoid", md.OUTPUT_NAMES[0]), ("Softplus", md.DISTANCE_NAME)}
     return [
         n.name for n in graph.graph.node
-        if n.name.startswith(FRONTEND_SCOPE) or n.op_type in ops or (n.op_type == "Sigmoid" and sed_output in n.output)
+        if n.name.startswith(FRONTEND_SCOPE) or n.op_type in ops or any((n.op_type, o) in activations for o in n.output)
     ]
 
 
@@ -188,23 +192,27 @@ def ort_session_fp16(model: onnx.ModelProto | str):
     return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
 
 
-def reference_fp16_run(model: onnx.ModelProto | str, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Run an ONNX artifact with onnx.reference: FP16 nodes compute in numpy float16 (true FP16)."""
+def reference_fp16_run(model: onnx.ModelProto | str, audio: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Run an ONNX artifact with onnx.reference: FP16 nodes compute in numpy float16 (true FP16).
+
+    Returns its outputs in graph order: ``sed``, ``doa`` and, for a distance model, ``distance``."""
     from onnx.reference import ReferenceEvaluator
 
     from glfer_edge import metadata as md
 
-    sed, doa = ReferenceEvaluator(model).run(list(md.OUTPUT_NAMES), {md.INPUT_NAME: audio.astype(np.float32)})
-    return sed, doa
+    evaluator = ReferenceEvaluator(model)
+    names = [n for n in (*md.OUTPUT_NAMES, md.DISTANCE_NAME) if n in evaluator.output_names]
+    return tuple(evaluator.run(names, {md.INPUT_NAME: audio.astype(np.float32)}))
 
 
 def half_precision_reference(
     model, audio: np.ndarray, fp32_modules: Sequence[str] = ()
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, ...]:
     """The torch model with its frontend in FP32 and the trunk in ``.half()`` (CPU), as the artifact splits it.
 
     ``fp32_modules``: dotted names of submodules (e.g. ``decoder.gru``) kept FP32 inside the trunk.
-    Returns FP32 numpy ``sed`` (B, T', C) and ``doa`` (B, T', C, 3).
+    Returns FP32 numpy ``sed`` (B, T', C), ``doa`` (B, T', C, 3) and, for a distance model,
+    ``distance`` (B, T', C) (its softplus computed in FP16 here; the artifact keeps that one node FP32).
     """
     import torch
 
@@ -215,8 +223,8 @@ def half_precision_reference(
         _keep_fp32(half.get_submodule(name))
     with torch.no_grad():
         features = half.frontend(torch.as_tensor(audio, dtype=torch.float32))
-        sed, doa = half.forward_features(features.half())
-    return sed.float().numpy(), doa.float().numpy()
+        outputs = half.forward_features(features.half())
+    return tuple(t.float().numpy() for t in outputs)
 
 
 def _keep_fp32(module) -> None:

@@ -10,7 +10,8 @@ speed). Conv/MatMul/Gemm nodes whose name holds one of ``FLOAT_SCOPES`` stay flo
   of dynamic range); quantized, SED agreement fell to 0.918 and the DOA angle rose to 9.2 deg;
 * ``/decoder/``: the BiGRU (no INT8 GRU in TensorRT or ORT's QDQ registry) and the SED/DOA heads;
   quantized heads tripled the error (agreement 0.9933, 0.75 deg, SED mean error 1.0e-3 vs 3e-4)
-  for tiny MatMuls on (T', 256) inputs;
+  for tiny MatMuls on (T', 256) inputs; a distance model's distance head is one more of them
+  (float in both targets; its metres are checked by the ``int8`` row's ``distance_rel_mean_max``);
 * attention gates on pooled (B, C, 1, 1) vectors (``/odconv/attention/``, ``/psa/se/``,
   ``/aff/global_att/``, ``/fr/``): no measurable accuracy change either way, but INT8 has nothing
   to gain there and keeping them float halves the Q/DQ nodes (191 -> 82 on the tiny preset).

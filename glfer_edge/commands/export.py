@@ -70,9 +70,14 @@ def run(args: argparse.Namespace) -> int:
             continue
         p = acc["parity"]
         angle = "n/a (no active reference cell)" if p["active_cells"] == 0 else f"{p['doa_angle_mean_deg']:.2f} deg"
+        distance = ""
+        if p.get("distance_max_abs") is not None:  # distance models
+            rel = p["distance_rel_mean"]
+            rel = "n/a" if rel is None or rel != rel else f"{100 * rel:.2f} %"
+            distance = f", distance max abs {p['distance_max_abs']:.3g} m, mean relative {rel}"
         print(
             f"{name} vs FP32 on {acc['scenes']} held-out scenes: SED agreement {p['sed_agreement']:.4f}, "
-            f"mean DOA angle {angle}, SELD delta {acc['seld_delta']:+.4f}"
+            f"mean DOA angle {angle}, SELD delta {acc['seld_delta']:+.4f}{distance}"
         )
         for violation in acc["violations"]:
             print(f"WARNING: {name} misses a tolerance: {violation}", file=sys.stderr)
