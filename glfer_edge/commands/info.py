@@ -74,6 +74,7 @@ def describe_artifact(path: str | Path) -> dict[str, Any]:
         "classes": list(config.class_names), "sample_rate": config.features.sample_rate,
         "channel_order": config.features.channel_order, "segment_seconds": config.segment_seconds,
         "output_hop_seconds": config.output_hop_seconds,
+        "outputs": _outputs(config),
         "decisions": {str(views): _decision(config, views, training or {})
                       for views in (1, *(v for v, _, _ in config.tta_decisions))},
         # Exports name the weights they came from; a weights file is its own.
@@ -90,6 +91,17 @@ def describe_artifact(path: str | Path) -> dict[str, Any]:
         sidecar = read_sidecar(path)
         info["tensorrt"] = {**sidecar["tensorrt"], "gpu": sidecar.get("gpu"), "built_at": sidecar.get("built_at")}
     return info
+
+
+def _outputs(config: SELDConfig) -> dict[str, dict[str, Any]]:
+    """Each output of one segment: shape (batch, frames, classes[, 3]) and what its values are."""
+    from glfer_edge import metadata as md
+
+    t, c = config.output_frames, config.model.num_classes
+    what = {"sed": ([t, c], "activity probability per class"),
+            "doa": ([t, c, 3], "Cartesian DOA vector (x, y, z) per class"),
+            md.DISTANCE_NAME: ([t, c], "source distance per class, metres")}
+    return {name: {"shape": ["batch", *what[name][0]], "values": what[name][1]} for name in md.output_names(config)}
 
 
 def _decision(config: SELDConfig, views: int, training: dict[str, Any]) -> dict[str, Any]:
@@ -119,6 +131,8 @@ def _describe_model(args: argparse.Namespace) -> int:
         f"classes ({len(info['classes'])}): {', '.join(info['classes'])}",
         f"input: FOA {info['channel_order'].upper()} at {info['sample_rate']} Hz, {info['segment_seconds']:g}-s segments; "
         f"outputs every {info['output_hop_seconds']:g} s",
+        "outputs: " + "; ".join(f"{name} ({', '.join(map(str, o['shape']))}): {o['values']}"
+                                for name, o in info["outputs"].items()),
         f"decides at: {decisions}",
         f"weights sha256: {info['weights_sha256'] or 'not recorded'}",
     ]
