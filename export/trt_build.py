@@ -88,6 +88,12 @@ def build_engine(
             f"{onnx_path} input is {audio['name']} {audio['shape']}, expected {md.INPUT_NAME} "
             f"[batch, 4, {config.segment_samples}]; re-export it with 'glfer-edge export'"
         )
+    outputs = [t["name"] for t in _network_io(network) if t["mode"] == "output"]
+    if outputs != list(md.output_names(config)):  # sed, doa and, for distance models, distance
+        raise ArtifactError(
+            f"{onnx_path} outputs are {', '.join(outputs)}, but its metadata promises "
+            f"{', '.join(md.output_names(config))}; re-export it with 'glfer-edge export'"
+        )
     fixed = audio["shape"][0]
     if fixed != -1 and batch != (fixed,) * 3:
         raise InputError(f"{onnx_path} has a fixed batch of {fixed}; pass --batch {fixed} or export a dynamic batch")
