@@ -93,6 +93,26 @@ def _stats(reference, got, threshold=0.3):
                            distance_a=reference[2], distance_b=got[2])
 
 
+def test_distance_statistics_and_checks_on_known_values():
+    """Max/mean abs over all cells, relative error on the cells active in A only; no distance, no fields."""
+    sed = np.array([[0.9, 0.1], [0.5, 0.0]], np.float32)  # active at 0.3: (0, 0) and (1, 0)
+    doa = np.ones((2, 2, 3), np.float32)
+    a = np.array([[2.0, 1.0], [4.0, 3.0]], np.float32)
+    b = np.array([[2.2, 4.0], [3.6, 3.0]], np.float32)  # inactive (0, 1) is 3 m off: absolute only
+    stats = compare_outputs(sed, doa, sed, doa, distance_a=a, distance_b=b)
+    assert stats.distance_max_abs == pytest.approx(3.0) and stats.distance_mean_abs == pytest.approx(0.9, abs=1e-6)
+    assert stats.distance_rel_mean == pytest.approx(0.1, abs=1e-6) and stats.distance_rel_max == pytest.approx(0.1, abs=1e-6)
+    assert violations(stats, TOLERANCES["int8"]) == ["mean relative distance error 0.1 > 0.03 (int8 tolerance)"]
+    assert violations(stats, TOLERANCES["fp32"]) == ["distance max abs error (m) 3 > 0.0001 (fp32 tolerance)"]
+    plain = compare_outputs(sed, doa, sed, doa, distance_a=a)  # one side without distance: not compared
+    assert not plain.has_distance and not any(k.startswith("distance") for k in plain.to_dict())
+    assert violations(plain, TOLERANCES["fp32"]) == []
+    b[0, 0] = np.nan
+    assert compare_outputs(sed, doa, sed, doa, distance_a=a, distance_b=b).nonfinite == 1
+    with pytest.raises(ValueError, match="distance shapes"):
+        compare_outputs(sed, doa, sed, doa, distance_a=a, distance_b=b[:1])
+
+
 def test_every_form_outputs_distance_in_float32(exported):
     """sed, doa, distance in that order, FP32 I/O at every precision; FP16 keeps the distance Softplus FP32."""
     for form in FORMS:
