@@ -101,7 +101,8 @@ def test_distance_statistics_and_checks_on_known_values():
     b = np.array([[2.2, 4.0], [3.6, 3.0]], np.float32)  # inactive (0, 1) is 3 m off: absolute only
     stats = compare_outputs(sed, doa, sed, doa, distance_a=a, distance_b=b)
     assert stats.distance_max_abs == pytest.approx(3.0) and stats.distance_mean_abs == pytest.approx(0.9, abs=1e-6)
-    assert stats.distance_rel_mean == pytest.approx(0.1, abs=1e-6) and stats.distance_rel_max == pytest.approx(0.1, abs=1e-6)
+    assert stats.distance_rel_mean == pytest.approx(0.1, abs=1e-6)
+    assert stats.distance_rel_max == pytest.approx(0.1, abs=1e-6)
     assert violations(stats, TOLERANCES["int8"]) == ["mean relative distance error 0.1 > 0.03 (int8 tolerance)"]
     assert violations(stats, TOLERANCES["fp32"]) == ["distance max abs error (m) 3 > 0.0001 (fp32 tolerance)"]
     plain = compare_outputs(sed, doa, sed, doa, distance_a=a)  # one side without distance: not compared
@@ -134,7 +135,7 @@ def test_every_form_matches_torch_on_each_runtime(form, backend, exported, audio
 
     options = None
     if backend == "openvino":
-        pytest.importorskip("openvino", reason="the openvino extra is not installed (pip install 'glfer-edge[openvino]')")
+        pytest.importorskip("openvino", reason="the openvino extra is not installed (pip install glfer-edge[openvino])")
         from glfer_edge.machine import cpu_label
         from glfer_edge.runtime.artifact import artifact_metadata, saturation_warning
 
@@ -221,7 +222,8 @@ def test_model_without_distance_exports_and_reports_as_before(tmp_path_factory, 
 
 
 needs_trt_rtx = pytest.mark.skipif(
-    importlib.util.find_spec("tensorrt_rtx") is None, reason="TensorRT-RTX not installed (pip install 'glfer-edge[trt-rtx]')"
+    importlib.util.find_spec("tensorrt_rtx") is None,
+    reason="TensorRT-RTX not installed (pip install 'glfer-edge[trt-rtx]')",
 )
 
 

@@ -3,8 +3,9 @@
 ``compare_artifacts`` runs both artifacts through :class:`glfer_edge.runtime.SELDRuntime` on the
 same :class:`LabelledScene` list (generated scenes or a DCASE folder) and reports, for B against the
 reference A, the output statistics of :mod:`glfer_edge.parity.tensors` (distance too when both
-sides have the distance output) and both sides' DCASE SELD metrics against the labels (ER20, F20, LE_CD, LR_CD and the aggregate SELD error) with their delta,
-checked against a row of :data:`glfer_edge.tolerances.TOLERANCES`.
+sides have the distance output) and both sides' DCASE SELD metrics against the labels (ER20, F20,
+LE_CD, LR_CD and the aggregate SELD error) with their delta, checked against a row of
+:data:`glfer_edge.tolerances.TOLERANCES`.
 """
 
 from __future__ import annotations
@@ -166,7 +167,8 @@ class ParityReport:
         """JSON-ready: NaN and infinities become None."""
         d = dataclasses.asdict(self)
         d["stats"] = self.stats.to_dict()  # distance fields only where measured
-        d["tolerances"] = {k: v for k, v in d["tolerances"].items() if self.stats.has_distance or not k.startswith("distance_")}
+        if not self.stats.has_distance:  # a model without distance reports as before
+            d["tolerances"] = {k: v for k, v in d["tolerances"].items() if not k.startswith("distance_")}
         d["passed"], d["seld_delta"] = self.passed, self.seld_delta
         return json_safe(d)
 
