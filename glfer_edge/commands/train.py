@@ -28,6 +28,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sed-weight", type=float, default=0.3,
                         help="lambda: weight of the SED BCE against the DOA regression (default 0.3, the paper's)")
     parser.add_argument("--doa-loss", choices=("mse", "mae"), default="mse", help="masked DOA regression loss (default mse)")
+    parser.add_argument("--distance", action="store_true",
+                        help="add the class-wise source-distance head (DCASE 2024 3D SELD) to a fresh preset or to "
+                             "--init-weights without one (their tensors loaded, the head new); needs metadata distances")
+    parser.add_argument("--distance-weight", type=float, default=1.0,
+                        help="weight of the masked relative distance error |d_hat - d| / d in the loss of a distance "
+                             "model (default 1.0)")
     parser.add_argument("--no-augment", action="store_true", help="disable channel swap, frequency shift and cutout")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     parser.add_argument("--threads", type=int, default=None,
@@ -74,10 +80,18 @@ def run(args: argparse.Namespace) -> int:
         preset, config = config, read_config(source)
         if args.preset is not None and (preset.model, preset.features) != (config.model, config.features):
             raise InputError(f"{source} holds a '{config.name}' network, not '{preset.name}'; omit --preset")
+    if args.distance and not config.model.distance:
+        if source is not None and source == last:
+            raise InputError(f"{last} is a run without the distance head; resume it without --distance, or start a "
+                             "distance run in another --out with --init-weights " + str(last))
+        import dataclasses
+
+        config = config.replace(model=dataclasses.replace(config.model, distance=True))
     recipe = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, sed_weight=args.sed_weight, doa_loss=args.doa_loss,
         augment=None if args.no_augment else AugmentConfig(), layout=args.layout,
-        train_split=args.train_split, val_split=None if args.val_split.lower() == "none" else args.val_split,
+        distance_weight=args.distance_weight, train_split=args.train_split,
+        val_split=None if args.val_split.lower() == "none" else args.val_split,
         train_hop_seconds=args.train_hop, seed=args.seed, init_weights=args.init_weights, device=args.device,
         num_threads=args.threads, workers=args.workers,
         in_memory=args.in_memory,

@@ -290,6 +290,35 @@ def labels_to_targets(
     """
     sed = np.zeros((n_frames, num_classes), dtype=np.float32)
     doa = np.zeros((n_frames, num_classes, 3), dtype=np.float32)
+    winner = _target_rows(rows, n_frames, num_classes)
+    if winner:
+        frames, classes = (np.array(v) for v in zip(*winner))
+        picked = list(winner.values())
+        sed[frames, classes] = 1.0
+        doa[frames, classes] = polar_to_cartesian([r.azimuth for r in picked], [r.elevation for r in picked])
+    return sed, doa
+
+
+def labels_to_distance(
+    rows: Sequence[LabelRow], n_frames: int, num_classes: int, scale: float = 1.0
+) -> np.ndarray:
+    """Frame-wise distance targets (n_frames, C) float32 at the 10-fps label rate, in metres.
+
+    ``scale`` converts the rows' distance column to metres (1 for metres, 0.01 for STARSS23's
+    centimetres). The cell of an active (frame, class) holds the distance of the same row that
+    :func:`labels_to_targets` takes the DOA from (the longest track); inactive cells are 0. A kept row
+    without distance raises ValueError (the caller names the file).
+    """
+    dist = np.zeros((n_frames, num_classes), dtype=np.float32)
+    for (frame, class_idx), r in _target_rows(rows, n_frames, num_classes).items():
+        if r.distance is None:
+            raise ValueError(f"frame {r.frame} class {r.class_idx} has no distance column")
+        dist[frame, class_idx] = r.distance * scale
+    return dist
+
+
+def _target_rows(rows: Sequence[LabelRow], n_frames: int, num_classes: int) -> dict[tuple[int, int], LabelRow]:
+    """(frame, class) -> the row whose DOA (and distance) is the target: the longest track of the file."""
     kept = [r for r in rows if 0 <= r.frame < n_frames and 0 <= r.class_idx < num_classes]
     length = Counter((r.class_idx, r.track) for r in kept)
     winner: dict[tuple[int, int], LabelRow] = {}
@@ -298,12 +327,7 @@ def labels_to_targets(
         best = winner.get(key)
         if best is None or (length[(r.class_idx, r.track)], -r.track) > (length[(best.class_idx, best.track)], -best.track):
             winner[key] = r
-    if winner:
-        frames, classes = (np.array(v) for v in zip(*winner))
-        picked = list(winner.values())
-        sed[frames, classes] = 1.0
-        doa[frames, classes] = polar_to_cartesian([r.azimuth for r in picked], [r.elevation for r in picked])
-    return sed, doa
+    return winner
 
 
 def targets_to_labels(sed_active: np.ndarray, doa: np.ndarray) -> list[LabelRow]:

@@ -34,6 +34,8 @@ class DatasetLayout:
     splits: tuple[tuple[str, tuple[str, ...]], ...] = ()
     audio_dir: str = "foa_dev"
     metadata_dir: str = "metadata_dev"
+    # metres per unit of the metadata's distance column (training distance targets); None: no distances
+    distance_scale: float | None = None
 
     @property
     def num_classes(self) -> int:
@@ -56,8 +58,10 @@ LAYOUTS: dict[str, DatasetLayout] = {
         class_names=STARSS23_CLASSES,
         edition="2023",
         splits=(("train", ("dev-train-sony", "dev-train-tau")), ("test", ("dev-test-sony", "dev-test-tau"))),
+        distance_scale=0.01,  # STARSS23 metadata: centimetres
     ),
-    "synth": DatasetLayout(name="synth", class_names=SYNTH_CLASSES, edition="2023"),
+    # glfer-edge synth writes distances in metres
+    "synth": DatasetLayout(name="synth", class_names=SYNTH_CLASSES, edition="2023", distance_scale=1.0),
 }
 
 

@@ -4,10 +4,10 @@ averaging."""
 from glfer_edge.training.augment import FOA_TRANSFORMS, AugmentConfig, ChannelSwap, SELDAugment
 from glfer_edge.training.average import average_weights
 from glfer_edge.training.dataset import DatasetFile, SELDDataset
-from glfer_edge.training.loss import LossTerms, SELDLoss, reduce_targets
+from glfer_edge.training.loss import DistanceLossTerms, LossTerms, SELDLoss, reduce_distance, reduce_targets
 from glfer_edge.training.trainer import TrainConfig, Trainer, TrainResult, predict
 
 __all__ = [
     "FOA_TRANSFORMS", "AugmentConfig", "ChannelSwap", "SELDAugment", "DatasetFile", "SELDDataset", "LossTerms",
-    "SELDLoss", "reduce_targets", "TrainConfig", "Trainer", "TrainResult", "predict", "average_weights",
+    "DistanceLossTerms", "SELDLoss", "reduce_targets", "reduce_distance", "TrainConfig", "Trainer", "TrainResult", "predict", "average_weights",
 ]

@@ -1,4 +1,5 @@
-"""Training segments of a DCASE-layout split: FOA audio (4, segment_samples) and 10-fps SED/DOA targets.
+"""Training segments of a DCASE-layout split: FOA audio (4, segment_samples) and 10-fps SED/DOA targets
+(and, for a model with the distance head, 10-fps distance targets in metres).
 
 Files of any length are cut into segments of ``segment_seconds`` on the 100-ms label grid, so the
 audio and the label frames of a segment line up exactly:
@@ -26,7 +27,7 @@ import torch
 from torch.utils.data import Dataset
 
 from glfer_edge.config import LABEL_HOP_SECONDS, SELDConfig
-from glfer_edge.data.dcase import LabelRow, labels_to_targets, load_metadata
+from glfer_edge.data.dcase import LabelRow, labels_to_distance, labels_to_targets, load_metadata
 from glfer_edge.data.layout import DatasetLayout, get_layout, list_pairs
 from glfer_edge.errors import InputError
 
@@ -45,6 +46,7 @@ class DatasetFile:
     last_frame: int | None  # the CSV's largest frame index (the official scorer's file length)
     sed: np.ndarray  # (n_label_frames, C)
     doa: np.ndarray  # (n_label_frames, C, 3)
+    distance: np.ndarray | None = None  # (n_label_frames, C) metres, 0 where inactive; None: no distance targets
 
     @property
     def name(self) -> str:
@@ -52,7 +54,8 @@ class DatasetFile:
 
 
 class SELDDataset(Dataset):
-    """Segments of one split; item i -> (audio (4, S) float32, sed (L, C), doa (L, C, 3)), L label frames."""
+    """Segments of one split; item i -> (audio (4, S) float32, sed (L, C), doa (L, C, 3)), L label frames,
+    plus distance (L, C) in metres when ``config.model.distance`` (the layout's distance column)."""
 
     def __init__(
         self,
@@ -70,6 +73,10 @@ class SELDDataset(Dataset):
         self.layout = get_layout(layout) if isinstance(layout, str) else layout
         self.train = train
         self.seed = seed
+        self.distance = config.model.distance
+        if self.distance and self.layout.distance_scale is None:
+            raise InputError(f"dataset layout '{self.layout.name}' has no source distances; train a model without "
+                             "--distance on it, or use a layout with distances (synth, starss23)")
         fs = config.features.sample_rate
         self.label_hop = int(round(LABEL_HOP_SECONDS * fs))
         self.segment_labels = int(round(config.segment_seconds / LABEL_HOP_SECONDS))
@@ -102,7 +109,14 @@ class SELDDataset(Dataset):
         meta = load_metadata(csv, self.layout.edition)
         n_labels = max(1, math.ceil(info.frames / self.label_hop))
         sed, doa = labels_to_targets(meta.rows, n_labels, self.config.model.num_classes)
-        return DatasetFile(wav, info.frames, n_labels, meta.rows, meta.last_frame, sed, doa)
+        distance = None
+        if self.distance:
+            try:
+                distance = labels_to_distance(meta.rows, n_labels, self.config.model.num_classes, self.layout.distance_scale)
+            except ValueError as exc:
+                raise InputError(f"{csv}: {exc}; a distance model needs a distance in every row "
+                                 "(frame,class,track,azimuth,elevation,distance)") from None
+        return DatasetFile(wav, info.frames, n_labels, meta.rows, meta.last_frame, sed, doa, distance)
 
     def _starts(self, rec: DatasetFile) -> range:
         seg = self.segment_labels
@@ -124,7 +138,7 @@ class SELDDataset(Dataset):
     def __len__(self) -> int:
         return len(self.segments)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
         rec_index, start = self.segments[index]
         rec = self.recordings[rec_index]
         audio = self.read_audio(rec_index, start * self.label_hop, self.config.segment_samples)
@@ -132,7 +146,11 @@ class SELDDataset(Dataset):
         doa = np.zeros((self.segment_labels,) + rec.doa.shape[1:], dtype=np.float32)
         stop = min(start + self.segment_labels, rec.n_label_frames)
         sed[: stop - start], doa[: stop - start] = rec.sed[start:stop], rec.doa[start:stop]
-        return torch.from_numpy(audio), torch.from_numpy(sed), torch.from_numpy(doa)
+        if rec.distance is None:
+            return torch.from_numpy(audio), torch.from_numpy(sed), torch.from_numpy(doa)
+        distance = np.zeros((self.segment_labels,) + rec.distance.shape[1:], dtype=np.float32)
+        distance[: stop - start] = rec.distance[start:stop]
+        return torch.from_numpy(audio), torch.from_numpy(sed), torch.from_numpy(doa), torch.from_numpy(distance)
 
     def read_audio(self, index: int, start: int, n_samples: int) -> np.ndarray:
         """Samples [start, start + n_samples) of recording ``index`` as (4, n_samples) float32, zero-padded past its end."""

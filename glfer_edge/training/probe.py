@@ -63,8 +63,8 @@ def _collect(model: GLFERNet, data: SELDDataset, max_segments: int) -> tuple[dic
     try:
         with torch.inference_mode():
             for i in range(min(max_segments, len(data))):
-                audio, sed, doa = data[i]
-                _, doa_out = model(audio[None])
+                audio, sed, doa = data[i][:3]  # a distance model's dataset adds distance targets
+                doa_out = model(audio[None])[1]
                 sed_t, doa_t = reduce_targets(sed[None], doa[None], doa_out.shape[1])
                 single = sed_t[0].sum(-1) == 1
                 cls = sed_t[0].argmax(-1)

@@ -7,6 +7,13 @@ glfer_edge.postprocess.outputs_to_rows, as ``glfer-edge run`` writes them: SED t
 config, each 5-fps output frame repeated to two 10-fps label frames) and the weights with the
 lowest SELD error are kept.
 
+A model with the distance head (``ModelConfig.distance``, DCASE 2024 3D SELD) also learns the
+class-wise source distance: the dataset yields distance targets in metres, the loss adds
+``distance_weight`` * the masked relative distance error (glfer_edge.training.loss), and validation
+adds the DCASE 2024 metrics (F20 with the relative-distance threshold 1, AE_CD, RDE_CD, macro) of
+the same rows carrying the predicted distance. The best epoch is still chosen on the layout's SELD
+score, so a distance model and its distance-free twin pick their checkpoints the same way.
+
 Standardization statistics are fitted on the training split only (unstandardized features of the
 whole files) and travel in the weights as frontend buffers. A run started from trained weights
 (``init_weights``: fine-tuning) keeps their statistics, because its network learned on those features.
@@ -39,15 +46,16 @@ from tqdm import tqdm
 from glfer_edge import metadata as md
 from glfer_edge._fileio import atomic_path, write_text_atomic
 from glfer_edge.config import SELDConfig
+from glfer_edge.data.dcase import LabelRow
 from glfer_edge.data.layout import get_layout
 from glfer_edge.errors import ArtifactError, GlferError, InputError
 from glfer_edge.frontend import fit_standardization
 from glfer_edge.metrics import SELDMetrics, SELDResult, check_average
 from glfer_edge.model.glfernet import GLFERNet
-from glfer_edge.postprocess import outputs_to_rows
+from glfer_edge.postprocess import label_rate_factor, outputs_to_rows
 from glfer_edge.training.augment import AugmentConfig, SELDAugment
 from glfer_edge.training.dataset import SELDDataset
-from glfer_edge.training.loss import LossTerms, SELDLoss
+from glfer_edge.training.loss import DistanceLossTerms, LossTerms, SELDLoss
 from glfer_edge.weights import load_model, parent_record, read_metadata, save_weights
 
 __all__ = ["TrainConfig", "TrainResult", "Trainer", "cosine_scheduler", "predict", "score_predictions"]
@@ -68,6 +76,12 @@ class TrainConfig:
     min_lr: float = 0.0  # cosine floor
     sed_weight: float = 0.3  # lambda
     doa_loss: str = "mse"  # 'mse' (paper) or 'mae' (SALSA)
+    # Weight of the masked relative distance error, used only by a model with the distance head. 1: the
+    # term is dimensionless and equals the RDE the 2024 metric reports, which the 2024 SELD score weighs as
+    # much as 1 - F and AE/180; it starts near 0.3 (synth: 1-3 m against the head's initial 2 m) while the
+    # SED and DOA terms start near 0.4-0.7 and 1, so it does not swamp them early, and its L1 gradient stays
+    # at full strength late in training, when the squared DOA term's does not.
+    distance_weight: float = 1.0
     augment: AugmentConfig | None = AugmentConfig()  # None: no augmentation
     layout: str = "synth"
     train_split: str = "train"
@@ -100,6 +114,8 @@ class TrainConfig:
             raise InputError(f"--workers must be 0 (read in the training process) or more, got {self.workers}")
         if not 0.0 <= self.sed_weight <= 1.0:
             raise InputError(f"--sed-weight must lie in [0, 1] (SED share of the loss), got {self.sed_weight}")
+        if not self.distance_weight >= 0.0:
+            raise InputError(f"--distance-weight must be >= 0, got {self.distance_weight}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -166,8 +182,9 @@ class Trainer:
             )
         torch.manual_seed(train.seed)
         self.model = GLFERNet(self.config).to(self.device)
+        self._fresh_distance_head = False  # set by _initialise when the initial weights lack the distance head
         self.init_provenance = None if train.init_weights is None else self._initialise(Path(train.init_weights))
-        self.loss_fn = SELDLoss(train.sed_weight, train.doa_loss)
+        self.loss_fn = SELDLoss(train.sed_weight, train.doa_loss, train.distance_weight)
         # Only the training forward is compiled (fixed batch shape, training mode); validation runs eager.
         self._train_logits = torch.compile(self.model.logits) if train.compile else self.model.logits
         self.augment = None if train.augment is None else SELDAugment(train.augment, self.config.features.channel_order)
@@ -210,6 +227,8 @@ class Trainer:
             else:
                 self.log(f"initialised from {self.train_cfg.init_weights} (sha256 {self.init_provenance['sha256'][:12]}); "
                          "standardization statistics kept from it")
+                if self._fresh_distance_head:
+                    self.log("the initial weights have no distance head: it starts from a fresh initialisation")
         stopped_early = False
         durations: list[float] = []
         last = self.train_cfg.epochs if stop_after is None else min(stop_after, self.train_cfg.epochs)
@@ -232,15 +251,25 @@ class Trainer:
         )
 
     def _initialise(self, path: Path) -> dict[str, Any]:
-        """Load ``path``'s tensors (statistics included) into the model; returns their provenance."""
+        """Load ``path``'s tensors (statistics included) into the model; returns their provenance.
+
+        Weights without the distance head initialise a distance model too: every tensor they have is
+        loaded and the distance head keeps its fresh initialisation."""
         init = load_model(path)
+        adds_distance = self.config.model.distance and not init.config.model.distance
         for part in ("model", "features"):
-            if getattr(init.config, part) != getattr(self.config, part):
+            theirs = getattr(init.config, part)
+            if part == "model" and adds_distance:
+                theirs = dataclasses.replace(theirs, distance=True)
+            if theirs != getattr(self.config, part):
                 raise InputError(
                     f"{path} holds a '{init.config.name}' network whose {part} settings differ from preset "
                     f"'{self.config.name}'; omit --preset to train with the weights' own"
                 )
-        self.model.load_state_dict(init.state_dict())
+        missing, unexpected = self.model.load_state_dict(init.state_dict(), strict=not adds_distance)
+        if [k for k in missing if not k.startswith("decoder.distance_head.")] or unexpected:
+            raise ArtifactError(f"{path}: tensors missing {missing} or unexpected {unexpected} for a distance model")
+        self._fresh_distance_head = adds_distance
         return parent_record(path)
 
     def fit_statistics(self) -> None:
@@ -305,36 +334,48 @@ class Trainer:
                             generator=order, **self._loader_options)
         # Loss terms stay on the device until the epoch ends: reading one each step would make the host wait
         # for the GPU, so it could not prepare the next batch meanwhile.
-        sums = torch.zeros(3, dtype=torch.float64, device=self.device)
+        names = _term_names(self.config.model.distance)
+        sums = torch.zeros(len(names), dtype=torch.float64, device=self.device)
         bar = tqdm(loader, total=self.steps_per_epoch, desc=f"epoch {epoch}/{self.train_cfg.epochs}",
                    disable=not self.progress, leave=False, unit="step")
-        for step, (audio, sed, doa) in enumerate(bar):
-            terms = self.train_step(audio, sed, doa, aug)
+        for step, (audio, sed, doa, *distance) in enumerate(bar):
+            terms = self.train_step(audio, sed, doa, aug, *distance)
             sums += torch.stack(tuple(terms)).double()
             if self.progress and step % _PROGRESS_EVERY == 0:
                 bar.set_postfix(loss=f"{float(terms.total):.4f}")
         means = (sums / self.steps_per_epoch).tolist()
         if not all(map(math.isfinite, means)):
             raise GlferError(f"training diverged (mean loss {means[0]}); lower --lr or check the dataset for silent/clipped files")
-        return dict(zip(("loss", "sed", "doa"), means))
+        return dict(zip(names, means))
 
-    def train_step(self, audio: torch.Tensor, sed: torch.Tensor, doa: torch.Tensor, g: torch.Generator) -> LossTerms:
-        """One optimizer step on a batch of audio (B, 4, N) and label-rate targets; returns the loss terms."""
+    def train_step(
+        self, audio: torch.Tensor, sed: torch.Tensor, doa: torch.Tensor, g: torch.Generator,
+        distance: torch.Tensor | None = None,
+    ) -> LossTerms | DistanceLossTerms:
+        """One optimizer step on a batch of audio (B, 4, N) and label-rate targets (``distance`` (B, T, C) metres
+        for a distance model); returns the loss terms."""
         audio, sed, doa = (t.to(self.device, non_blocking=True) for t in (audio, sed, doa))
         if self.augment is not None:
+            # rotations and reflections of the sound field move the DOA only: distances need no transform
             audio, doa = self.augment.audio(audio, doa, g)
         with torch.no_grad():
             feats = self.model.frontend(audio)
             if self.augment is not None:
                 feats = self.augment.features(feats, g)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.train_cfg.bf16):
-            sed_logits, doa_pred = self._train_logits(feats)
-        terms = self.loss_fn(sed_logits.float(), doa_pred.float(), sed, doa)
+            sed_logits, doa_pred, *dist_pred = self._train_logits(feats)
+        if self.config.model.distance:
+            if distance is None:
+                raise InputError("a distance model needs distance targets; the dataset yields them for this config")
+            terms = self.loss_fn(sed_logits.float(), doa_pred.float(), sed, doa, dist_pred[0].float(),
+                                 distance.to(self.device, non_blocking=True))
+        else:
+            terms = self.loss_fn(sed_logits.float(), doa_pred.float(), sed, doa)
         self.optimizer.zero_grad(set_to_none=True)
         terms.total.backward()
         self.optimizer.step()
         self.scheduler.step()
-        return LossTerms(*(t.detach() for t in terms))
+        return type(terms)(*(t.detach() for t in terms))
 
     # -- validation ----------------------------------------------------------------------------
     def validate(self) -> dict[str, Any]:
@@ -345,6 +386,8 @@ class Trainer:
         result: dict[str, Any] = dict(terms)
         for average in averages:
             result[average] = score_predictions(self.val_set, outputs, average).scores()
+        if self.config.model.distance:
+            result["2024"] = score_predictions(self.val_set, outputs, "macro", edition="2024").scores()
         return result
 
     # -- checkpoints ---------------------------------------------------------------------------
@@ -423,54 +466,94 @@ class Trainer:
 
 
 def score_predictions(
-    dataset: SELDDataset, outputs: list[tuple[np.ndarray, np.ndarray]], average: str, threshold: float | None = None,
-    doa_smoothing: int | None = None,
+    dataset: SELDDataset, outputs: list[tuple[np.ndarray, ...]], average: str, threshold: float | None = None,
+    doa_smoothing: int | None = None, *, edition: str | None = None,
 ) -> SELDResult:
     """Official SELD metrics of ``predict``'s outputs against the dataset's labels, decided at ``threshold``
-    with ``doa_smoothing`` (default: the config's)."""
+    with ``doa_smoothing`` (default: the config's).
+
+    ``edition`` defaults to the layout's; ``"2024"`` scores a distance model's outputs (sed, doa, distance)
+    with the DCASE 2024 metrics: each predicted row carries the distance output of its own frame and
+    class, each reference row its metadata distance in metres (the layout's ``distance_scale``)."""
     config, fs = dataset.config, dataset.config.features.sample_rate
-    metrics = SELDMetrics(config.model.num_classes, edition=dataset.layout.edition, average=average)
-    for rec, (sed, doa) in zip(dataset.recordings, outputs):
+    edition = dataset.layout.edition if edition is None else edition
+    metrics = SELDMetrics(config.model.num_classes, edition=edition, average=average)
+    with_distance = edition == "2024"
+    if with_distance and (dataset.layout.distance_scale is None or any(len(out) < 3 for out in outputs)):
+        raise InputError("DCASE 2024 scoring needs a distance model's outputs and a layout with distances")
+    for rec, (sed, doa, *distance) in zip(dataset.recordings, outputs):
         if rec.rows or rec.last_frame is not None:  # the official scorer cannot score an empty file
             rows = outputs_to_rows(sed, doa, config, threshold=threshold, doa_smoothing=doa_smoothing,
                                    duration=rec.n_samples / fs)
-            metrics.update(rec.rows, rows, ref_last_frame=rec.last_frame)
+            ref = rec.rows
+            if with_distance:
+                rows = _with_distance(rows, distance[0], label_rate_factor(config))
+                ref = _reference_metres(ref, dataset.layout.distance_scale)
+            metrics.update(ref, rows, ref_last_frame=rec.last_frame)
     return metrics.compute()
+
+
+def _with_distance(rows: list[LabelRow], distance: np.ndarray, factor: int) -> list[LabelRow]:
+    """Prediction rows (label rate) with the distance (T', C) of their output frame and class, metres."""
+    return [dataclasses.replace(r, distance=float(distance[r.frame // factor, r.class_idx])) for r in rows]
+
+
+def _reference_metres(rows: tuple[LabelRow, ...], scale: float) -> list[LabelRow]:
+    """Reference rows with their metadata distances in metres."""
+    return [r if r.distance is None or scale == 1.0 else dataclasses.replace(r, distance=r.distance * scale) for r in rows]
 
 
 def predict(
     model: GLFERNet, dataset: SELDDataset, batch_size: int, device: torch.device, loss_fn: SELDLoss | None = None,
     **loader_options: Any,
-) -> tuple[list[tuple[np.ndarray, np.ndarray]], dict[str, float]]:
-    """Per-recording SED probabilities (T', C) and DOA (T', C, 3) at the output rate, joined from contiguous
-    evaluation segments, plus the mean loss terms when ``loss_fn`` is given."""
+) -> tuple[list[tuple[np.ndarray, ...]], dict[str, float]]:
+    """Per-recording SED probabilities (T', C) and DOA (T', C, 3) at the output rate (a distance model adds
+    its distance (T', C) in metres), joined from contiguous evaluation segments, plus the mean loss terms
+    when ``loss_fn`` is given."""
     model.eval()
-    per_segment: list[tuple[np.ndarray, np.ndarray]] = []
-    sums, n_batches = np.zeros(3), 0
+    per_segment: list[tuple[np.ndarray, ...]] = []
+    names = _term_names(model.config.model.distance)
+    sums, n_batches = np.zeros(len(names)), 0
     with torch.no_grad():
-        for audio, sed, doa in DataLoader(dataset, batch_size=batch_size, shuffle=False, **loader_options):
-            sed_logits, doa_pred = model.logits(model.frontend(audio.to(device)))
+        for audio, *targets in DataLoader(dataset, batch_size=batch_size, shuffle=False, **loader_options):
+            sed_logits, *rest = model.logits(model.frontend(audio.to(device)))
             if loss_fn is not None:
-                sums += [float(t) for t in loss_fn(sed_logits, doa_pred, sed.to(device), doa.to(device))]
+                if len(targets) != 1 + len(rest):
+                    raise InputError("the model's distance head and the dataset's distance targets disagree")
+                sums += [float(t) for t in loss_fn(sed_logits, *_interleave(rest, [t.to(device) for t in targets]))]
                 n_batches += 1
-            per_segment += list(zip(torch.sigmoid(sed_logits).cpu().numpy(), doa_pred.cpu().numpy()))
-    parts: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in dataset.recordings]
+            per_segment += list(zip(torch.sigmoid(sed_logits).cpu().numpy(), *(r.cpu().numpy() for r in rest)))
+    parts: list[list[tuple[np.ndarray, ...]]] = [[] for _ in dataset.recordings]
     for (rec_index, _), out in zip(dataset.segments, per_segment):  # contiguous segments, in order
         parts[rec_index].append(out)
-    outputs = [(np.concatenate([p[0] for p in ps]), np.concatenate([p[1] for p in ps])) for ps in parts]
-    terms = dict(zip(("loss", "sed", "doa"), (sums / max(n_batches, 1)).tolist())) if loss_fn is not None else {}
+    outputs = [tuple(np.concatenate(arrays) for arrays in zip(*ps)) for ps in parts]
+    terms = dict(zip(names, (sums / max(n_batches, 1)).tolist())) if loss_fn is not None else {}
     return outputs, terms
+
+
+def _interleave(outputs: list[torch.Tensor], targets: list[torch.Tensor]) -> list[torch.Tensor]:
+    """(doa[, distance]) outputs and (sed, doa[, distance]) targets -> SELDLoss's argument order after the logits."""
+    return [outputs[0], targets[0], targets[1], *([outputs[1], targets[2]] if len(outputs) > 1 else [])]
+
+
+def _term_names(distance: bool) -> tuple[str, ...]:
+    return ("loss", "sed", "doa", "distance") if distance else ("loss", "sed", "doa")
 
 
 def _summary(entry: dict[str, Any], epochs: int, average: str) -> str:
     t = entry["train"]
-    text = f"epoch {entry['epoch']}/{epochs}: train loss {t['loss']:.4f} (sed {t['sed']:.4f}, doa {t['doa']:.4f})"
+    dist = f", distance {t['distance']:.4f}" if "distance" in t else ""
+    text = f"epoch {entry['epoch']}/{epochs}: train loss {t['loss']:.4f} (sed {t['sed']:.4f}, doa {t['doa']:.4f}{dist})"
     if "val" in entry:
         v, m = entry["val"], entry["val"][average]
         text += (
             f"; val loss {v['loss']:.4f}, {average} ER20 {m['ER20']:.3f} F20 {m['F20']:.3f} "
             f"LE_CD {m['LE_CD']:.1f} LR_CD {m['LR_CD']:.3f} SELD {m['SELD']:.4f}"
         )
+        if "2024" in v:
+            d = v["2024"]
+            text += (f"; distance {v['distance']:.4f}, 2024 F20 {d['F20']:.3f} AE_CD {d['AE_CD']:.1f} "
+                     f"RDE_CD {d['RDE_CD']:.3f}")
     return text + f"; {entry['seconds']:.0f} s" + (" *best*" if entry["best"] else "")
 
 
