@@ -242,6 +242,9 @@ def test_distance_from_non_distance_weights_loads_them_and_adds_a_fresh_head(syn
             "--val-split", "none", "--quiet", "--distance"]
     assert main(argv + ["--init-weights", str(parent.best_path), "--out", str(tmp_path / "cli")]) == 0
     assert load_model(tmp_path / "cli" / "best.safetensors").config.model.distance
+    # resumed with the command that started it (--preset and --distance beside a distance run's own config)
+    assert main(argv + ["--preset", "tiny", "--out", str(tmp_path / "cli"), "--resume", "--epochs", "2"]) == 0
+    assert json.loads((tmp_path / "cli" / "history.json").read_text())[-1]["epoch"] == 2
     assert main(argv + ["--out", str(tmp_path / "parent"), "--resume", "--epochs", "2"]) == 2
     assert "run without the distance head; resume it without --distance" in capsys.readouterr().err
     provenance = json.loads(read_metadata(tmp_path / "cli" / "best.safetensors")["glfer_edge.training"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 
@@ -78,14 +79,14 @@ def run(args: argparse.Namespace) -> int:
         from glfer_edge.weights import read_config
 
         preset, config = config, read_config(source)
-        if args.preset is not None and (preset.model, preset.features) != (config.model, config.features):
+        # the distance head is no part of the comparison: --distance adds it below, a distance run resumes with it
+        own = dataclasses.replace(config.model, distance=preset.model.distance)
+        if args.preset is not None and (preset.model, preset.features) != (own, config.features):
             raise InputError(f"{source} holds a '{config.name}' network, not '{preset.name}'; omit --preset")
     if args.distance and not config.model.distance:
         if source is not None and source == last:
             raise InputError(f"{last} is a run without the distance head; resume it without --distance, or start a "
                              "distance run in another --out with --init-weights " + str(last))
-        import dataclasses
-
         config = config.replace(model=dataclasses.replace(config.model, distance=True))
     recipe = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, sed_weight=args.sed_weight, doa_loss=args.doa_loss,
