@@ -16,6 +16,14 @@ all op types) next to the TensorRT-oriented export (S8 symmetric, Conv/MatMul/Ge
 batch 1, the single-batch export (``glfer-edge export --single-batch``: ODConv as one convolution with
 its per-sample kernel instead of the shifted im2col) in FP32 and INT8-cpu, and the FP32 graph without
 the artifact's CPU rewrite (grouped 7x7 convs kept, ``glfer_edge.export.fp32_cpu``).
+ORT session-config levers: no spinning, spinning for 20 us only (``session.intra_op.spin_duration_us``),
+dynamic work blocks (``session.dynamic_block_base``). ``--extras-only`` times only ``--extra`` files (at the
+runtime's setting, ``--extra-no-spinning``, ``--extra-config NAME=PATH::KEY=VALUE,...``, ``--extra-openvino``)
+without the bench cache: the A/B of graph variants (``benchmarks/int8_cpu_variants.py``), e.g.
+
+    python benchmarks/levers.py --extras-only --rounds 20 --extra "HEAD=a.onnx" "variant=b.onnx" \
+        --extra-no-spinning "variant, no spinning=b.onnx"
+
 Artifacts come from the bench cache (``glfer-edge bench`` exports them; the single-batch ones are
 exported here, next to them).
 """
@@ -80,6 +88,11 @@ def torch_variants(weights: Path, config, audio: np.ndarray, threads: int) -> di
 
 DENORMALS_AS_ZERO = {"session.set_denormal_as_zero": "1"}
 NO_SPINNING = {"session.intra_op.allow_spinning": "0"}
+# ORT's intra-op loops hand out work in blocks whose size shrinks down to this base (default 0: static split);
+# a dynamic schedule lets the thread that is not descheduled on a shared machine take over the other's share.
+# Spinning, but for 20 us before a worker sleeps (onnxruntime's default spins much longer).
+SHORT_SPIN = {"session.intra_op.spin_duration_us": "20"}
+DYNAMIC_BLOCKS = {"session.dynamic_block_base": "4"}
 
 
 def ort_session(path: Path, threads: int, level=None, parallel: bool = False, **entries: str):
@@ -126,6 +139,10 @@ def ort_variants(path: Path, audio: np.ndarray, threads: int, tag: str) -> dict[
         f"ort-{tag} BASIC": ort_run(path, audio, threads, levels.ORT_ENABLE_BASIC),
         f"ort-{tag} ALL + denormals as zero": ort_run(path, audio, threads, **DENORMALS_AS_ZERO),
         f"ort-{tag} ALL + no spinning": ort_run(path, audio, threads, **NO_SPINNING),
+        f"ort-{tag} ALL + spin 20 us": ort_run(path, audio, threads, **SHORT_SPIN),
+        f"ort-{tag} ALL + dynamic block base 4": ort_run(path, audio, threads, **DYNAMIC_BLOCKS),
+        f"ort-{tag} ALL + dynamic block base 4, no spinning": ort_run(path, audio, threads, **DYNAMIC_BLOCKS,
+                                                                      **NO_SPINNING),
         f"ort-{tag} ALL + IO binding": io_binding,
         f"ort-{tag} ALL + parallel branches": ort_run(path, audio, threads, parallel=True),
         f"ort-{tag} ALL + parallel branches, no spinning": ort_run(path, audio, threads, parallel=True,
@@ -208,7 +225,19 @@ def main() -> None:
     p.add_argument("--list", action="store_true", help="print the variant names and exit")
     p.add_argument("--extra", nargs="+", default=[], metavar="NAME=PATH",
                    help="also time these ONNX files at the runtime's setting, e.g. an older export for an A/B")
+    p.add_argument("--extra-no-spinning", nargs="+", default=[], metavar="NAME=PATH",
+                   help="also time these ONNX files with intra-op spinning off")
+    p.add_argument("--extra-config", nargs="+", default=[], metavar="NAME=PATH::KEY=VALUE,...",
+                   help="also time these ONNX files with these session config entries, e.g. "
+                        "'short spin=model.onnx::session.intra_op.spin_duration_us=20'")
+    p.add_argument("--extra-openvino", nargs="+", default=[], metavar="NAME=PATH",
+                   help="also time these ONNX files in OpenVINO (SELDRuntime, backend openvino)")
+    p.add_argument("--extras-only", action="store_true",
+                   help="time only the --extra files: no bench cache, nothing exported (the A/B of graph variants)")
     args = p.parse_args()
+    if args.extras_only:
+        run_variants(args, extra_variants(args, extras_audio(args)), cpu_label, describe_machine)
+        return
     cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
     source = resolve_source(preset_weights(args.preset, cache), ["ort-fp32", "ort-int8", "ort-int8-cpu"], [args.batch],
                             cache_dir=cache)
@@ -229,11 +258,7 @@ def main() -> None:
 
     if find_spec("openvino") is not None:
         variants.update(openvino_variants(artifacts, audio, args.threads))
-    for extra in args.extra:
-        name, _, path = extra.partition("=")
-        if not path:
-            raise SystemExit(f"--extra {extra!r}: write NAME=PATH")
-        variants[name] = ort_run(Path(path), audio, args.threads)
+    variants.update(extra_variants(args, audio))
     if args.list:
         print("\n".join(variants))
         return
@@ -242,6 +267,41 @@ def main() -> None:
         if unknown:
             raise SystemExit(f"unknown variant(s) {unknown}; choose from: {', '.join(variants)}")
         variants = {k: variants[k] for k in args.only}
+    run_variants(args, variants, cpu_label, describe_machine)
+
+
+def extras_audio(args) -> np.ndarray:
+    """Test audio shaped for the first --extra file's input (batch ``--batch``)."""
+    import onnx
+
+    specs = args.extra + args.extra_no_spinning + args.extra_config + args.extra_openvino
+    first = specs[0].partition("=")[2].partition("::")[0]
+    dims = [d.dim_value for d in onnx.load(first, load_external_data=False).graph.input[0].type.tensor_type.shape.dim]
+    rng = np.random.default_rng(0)
+    return (rng.standard_normal((args.batch, *dims[1:])) * 0.05).astype(np.float32)
+
+
+def extra_variants(args, audio: np.ndarray) -> dict[str, Factory]:
+    out = {}
+    configured = []
+    for extra in args.extra_config:
+        spec, _, config = extra.partition("::")
+        configured.append((spec, dict(entry.split("=", 1) for entry in config.split(",") if entry)))
+    for extra, entries in ([(e, {}) for e in args.extra] + [(e, NO_SPINNING) for e in args.extra_no_spinning]
+                           + configured):
+        name, _, path = extra.partition("=")
+        if not path:
+            raise SystemExit(f"--extra {extra!r}: write NAME=PATH")
+        out[name] = ort_run(Path(path), audio, args.threads, **entries)
+    for extra in args.extra_openvino:
+        name, _, path = extra.partition("=")
+        out[name] = runtime_run(Path(path), audio, args.threads, "openvino")
+    return out
+
+
+def run_variants(args, variants: dict[str, Factory], cpu_label, describe_machine) -> None:
+    import os
+
     calls = {}
     for name, factory in variants.items():
         print(f"building {name}", flush=True)
@@ -250,6 +310,7 @@ def main() -> None:
         for _ in range(2):
             fn()
     times: dict[str, list[float]] = {k: [] for k in calls}
+    load_start = os.getloadavg()
     order = list(calls.items())
     for r in range(args.rounds):  # every other round backwards: no variant always runs after the same one
         for name, fn in order if r % 2 == 0 else order[::-1]:
@@ -269,7 +330,9 @@ def main() -> None:
         rows[k] = {"median_ms": 1e3 * float(np.median(v)), "min_ms": 1e3 * float(np.min(v)),
                    "speedup_per_round_median": per_round, "speedup_min": by_min,
                    "rounds_ms": [round(1e3 * t, 2) for t in v]}
-    print(f"{cpu_label()}; {args.preset} preset, batch {args.batch}, {args.threads} threads, {args.rounds} rounds")
+    load = os.getloadavg()
+    print(f"{cpu_label()}; {args.preset} preset, batch {args.batch}, {args.threads} threads, {args.rounds} rounds; "
+          f"load average (1 min) {load_start[0]:.2f} at the start, {load[0]:.2f} at the end")
     print(f"{'variant':44s} {'median ms':>10s} {'x ' + ref_name[:20] + ' (per round)':>34s}")
     for k, r in rows.items():
         print(f"{k:44s} {r['median_ms']:10.1f} {r['speedup_per_round_median']:34.2f}")
@@ -277,6 +340,8 @@ def main() -> None:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({"preset": args.preset, "threads": args.threads, "batch": args.batch,
                                                "rounds": args.rounds, "reference": ref_name,
+                                               "load_average_start": [round(x, 2) for x in load_start],
+                                               "load_average_end": [round(x, 2) for x in load],
                                                "machine": describe_machine(), "variants": rows}, indent=2) + "\n")
 
 

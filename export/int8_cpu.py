@@ -35,6 +35,23 @@ rewrite here is exact and puts an op where ORT's kernel is slow into a form wher
 * ``gelus_as_sigmoid_products``, the one rewrite that is not exact: a GELU on a quantized map as
   x sigmoid(1.702 x), which ORT runs as QLinearSigmoid and QLinearMul instead of DQ -> float Gelu -> Q.
 
+Functions here that the export does not call (yet), with their measured effect (issue 35; AMD EPYC Zen 3,
+AVX2 only, 2 cores shared with other jobs at load average 3.7-5.4; paper preset, batch 1, 8-s segment, 2
+threads; per-round median ratios against the HEAD int8-cpu artifact, ``benchmarks/levers.py --extras-only``
+on files from ``benchmarks/int8_cpu_variants.py``; ``benchmarks/results/epyc-zen3-2core/int8-cpu-levers.md``):
+
+* ``depthwise_narrow_groups``: MSFE's narrow 7x7 grouped convs as depthwise + sum (as the FP32 artifact)
+  instead of dense: 1.04, 1.02, 1.06 in three runs; +-3 % on top of the others: not clearly faster here.
+* ``differences_as_sums``: AFF's float Sub as QLinearMul(-1) + QLinearAdd; exact in INT8 too (bit-identical
+  outputs); too small to measure alone.
+* ``scalar_muls_in_scales``: AFF's factor-2 QLinearMul folded into the readers' scale.
+* ``float_gelus_as_quick_gelu``: float GELUs as ORT's QuickGelu (0.98x, noise).
+* Together with quantizing the LFE edge-term Adds (``gelu_bias_adds`` returning none) and the stem's first
+  conv (``narrow_input_convs(graph, min_channels=2)``), both choices of ``export/int8.py``, and differences_as_sums
+  and scalar_muls_in_scales: 1.12x and 1.06x per round in two runs (adding depthwise7: 1.12x, 1.05x, 1.10x),
+  accuracy on the bundled model within the INT8 row; the change to ``export/int8.py`` and its tests is
+  ``benchmarks/results/epyc-zen3-2core/int8-cpu-proposed.patch``.
+
 Paper preset, 2 threads, interleaved with the session-start form (``benchmarks/results/cpu-2core-session18``,
 ``levers-*-vs-presession``): the steps after ``prepare_cpu_graph``'s first three made the form 1.15x
 and 1.08x faster by median per-round ratio (60 and 120 rounds), 1.58x and 1.43x faster than FP32
@@ -44,6 +61,7 @@ against 1.42x and 1.34x. TensorRT gets none: its own kernels choose.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -60,9 +78,11 @@ if TYPE_CHECKING:
     from onnxruntime.quantization.calibrate import TensorsData
 
 __all__ = [
-    "prepare_cpu_graph", "fuse_gelu", "densify_grouped_convs", "pools_as_depthwise_convs", "expand_broadcast_muls",
+    "prepare_cpu_graph", "fuse_gelu", "depthwise_narrow_groups", "differences_as_sums", "scalar_muls_in_scales",
+    "float_gelus_as_quick_gelu", "densify_grouped_convs", "pools_as_depthwise_convs", "expand_broadcast_muls",
     "narrow_input_convs", "gelu_bias_adds", "share_concat_ranges", "movement_ops_on_uint8",
-    "gelus_as_sigmoid_products", "MIN_GROUP_OUTPUTS", "MIN_QUANTIZED_INPUT_CHANNELS", "GELU_SIGMOID_SLOPE",
+    "gelus_as_sigmoid_products", "MIN_GROUP_OUTPUTS", "DEPTHWISE_MIN_KERNEL", "MIN_QUANTIZED_INPUT_CHANNELS",
+    "GELU_SIGMOID_SLOPE",
 ]
 
 # A grouped Conv with fewer output channels per group than this runs dense.
@@ -72,6 +92,8 @@ __all__ = [
 # 7.7). At 8 rows it wins twice (stage 1 3x3/g2 5.2 -> 1.9, stage 2 5x5/g4 5.5 -> 4.0) and loses
 # once (stage 3 7x7/g8 5.2 -> 7.4): about 2 % of a segment net, within this VM's noise; 16 rows lose.
 MIN_GROUP_OUTPUTS = 8
+# Narrow grouped Convs (fewer than MIN_GROUP_OUTPUTS outputs per group) with a kernel this wide run as depthwise + sum.
+DEPTHWISE_MIN_KERNEL = 7
 # A Conv reading fewer channels than this stays float in the CPU form (see narrow_input_convs).
 MIN_QUANTIZED_INPUT_CHANNELS = 8
 # GELU(x) ~ x sigmoid(1.702 x) (Hendrycks & Gimpel 2016), on quantized maps (see gelus_as_sigmoid_products).
@@ -146,6 +168,54 @@ def fuse_gelu(graph: onnx.ModelProto) -> onnx.ModelProto:
     return out
 
 
+def depthwise_narrow_groups(graph: onnx.ModelProto, min_kernel: int = DEPTHWISE_MIN_KERNEL,
+                            min_group_outputs: int = MIN_GROUP_OUTPUTS) -> onnx.ModelProto:
+    """Copy of ``graph`` with every grouped, not depthwise, stride-1, undilated Conv whose kernel is at least
+    ``min_kernel`` wide and whose groups have fewer than ``min_group_outputs`` outputs rewritten as depthwise + sum
+    (the FP32 artifact's construction, ``fp32_cpu.depthwise_grouped_convs``): the input's copies concatenated
+    once per output of its group, one depthwise Conv with a kernel per (output, input) pair of a group, and a
+    0/1 1x1 Conv that adds each output's pairs. Same MACs as the grouped Conv plus the 1x1's, against 8x (groups
+    8) for its dense form. The 1x1's 0/1 weights quantize exactly; the pairs get their own U8 range.
+    """
+    out = onnx.ModelProto()
+    out.CopyFrom(graph)
+    weights = {t.name: t for t in out.graph.initializer}
+    users = Counter(i for n in out.graph.node for i in n.input)
+    nodes: list[onnx.NodeProto] = []
+    for node in out.graph.node:
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        dims = list(weights[node.input[1]].dims) if node.op_type == "Conv" and node.input[1] in weights else []
+        group = attrs.get("group", 1)
+        if not (
+            len(dims) == 4 and users[node.input[1]] == 1 and group > 1 and dims[1] > 1
+            and dims[0] // group < min_group_outputs and min(dims[2:]) >= min_kernel
+            and all(s == 1 for s in attrs.get("strides", [1])) and all(d == 1 for d in attrs.get("dilations", [1]))
+        ):
+            nodes.append(node)
+            continue
+        w = numpy_helper.to_array(weights[node.input[1]])
+        (cout, cg), x, y = w.shape[:2], node.input[0], node.output[0]
+        cin, og = cg * group, cout // group
+        i = np.tile(np.arange(cin), og)  # pair p = s cin + i: input channel i, output (i // cg) og + s
+        o = (i // cg) * og + np.repeat(np.arange(og), cin)
+        dw_name, sum_name = f"{node.input[1]}_depthwise", f"{node.input[1]}_sum"
+        out.graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(w[o, i % cg][:, None]), dw_name))
+        out.graph.initializer.append(numpy_helper.from_array(
+            (o[None] == np.arange(cout)[:, None]).astype(w.dtype)[:, :, None, None], sum_name))
+        keep = {k: v for k, v in attrs.items() if k in ("pads", "kernel_shape", "auto_pad")}
+        if og > 1:
+            nodes.append(onnx.helper.make_node("Concat", [x] * og, [f"{y}_copies"], name=f"{node.name}_copies", axis=1))
+            x = f"{y}_copies"
+        nodes.append(onnx.helper.make_node("Conv", [x, dw_name], [f"{y}_pairs"], name=f"{node.name}_depthwise",
+                                           group=og * cin, **keep))
+        # the sum keeps the grouped Conv's name and output: per-node comparisons still find it
+        nodes.append(onnx.helper.make_node("Conv", [f"{y}_pairs", sum_name, *node.input[2:]], [y], name=node.name))
+        out.graph.initializer.remove(weights[node.input[1]])
+    del out.graph.node[:]
+    out.graph.node.extend(nodes)
+    return out
+
+
 def densify_grouped_convs(graph: onnx.ModelProto, min_group_outputs: int = MIN_GROUP_OUTPUTS) -> onnx.ModelProto:
     """Copy of ``graph`` with every grouped, not depthwise, Conv that has fewer than ``min_group_outputs`` output
     channels per group rewritten as a dense Conv (``group`` 1) with block-diagonal weights: exact, zeros
@@ -188,6 +258,100 @@ def pools_as_depthwise_convs(graph: onnx.ModelProto) -> onnx.ModelProto:
             kernel_shape=kernel, strides=kernel,
         )
         node.CopyFrom(conv)
+    return out
+
+
+def differences_as_sums(graph: onnx.ModelProto, float_scopes: Iterable[str] = ()) -> onnx.ModelProto:
+    """Copy of ``graph`` where each Sub of two computed tensors (AFF's x - y) is ``Add(x, Mul(y, -1))``: exact.
+
+    Why, for the CPU form only: ORT has no quantized Sub, so the quantized form ran DQ(x) and DQ(y) (one
+    thread each), a float Sub and a Q: four passes over the map; QLinearMul by a scalar and QLinearAdd run
+    on all threads, two passes. Subs named with one of ``float_scopes``, or with a constant operand, stay.
+    """
+    scopes = tuple(float_scopes)
+    out = onnx.ModelProto()
+    out.CopyFrom(graph)
+    consts = constants(out)
+    nodes: list[onnx.NodeProto] = []
+    for node in out.graph.node:
+        if (node.op_type != "Sub" or any(s in node.name for s in scopes) or len(node.input) != 2
+                or any(i in consts for i in node.input)):
+            nodes.append(node)
+            continue
+        minus_one, negated = f"{node.name}/minus_one", f"{node.output[0]}_negated"
+        out.graph.initializer.append(numpy_helper.from_array(np.array(-1.0, np.float32), minus_one))
+        nodes.append(onnx.helper.make_node("Mul", [node.input[1], minus_one], [negated], name=f"{node.name}_negate"))
+        nodes.append(onnx.helper.make_node("Add", [node.input[0], negated], list(node.output), name=node.name))
+    del out.graph.node[:]
+    out.graph.node.extend(nodes)
+    return out
+
+
+def scalar_muls_in_scales(quantized: onnx.ModelProto) -> onnx.ModelProto:
+    """Copy of a QDQ graph where each ``DQ(x) -> Mul by a positive constant c -> Q`` whose output only DQs read
+    (AFF's factor 2) is gone: the readers take x's bytes with x's zero point and scale times c. Exact up to the
+    Q's rounding (one step fewer); saves a QLinearMul pass over the map."""
+    out = onnx.ModelProto()
+    out.CopyFrom(quantized)
+    nodes = out.graph.node
+    producer, consumers = links(out)
+    consts = constants(out)
+    graph_outputs = {o.name for o in out.graph.output}
+
+    def constant_value(name: str) -> float | None:
+        node = producer.get(name)
+        if name in consts and math.prod(consts[name].dims) == 1:
+            return float(numpy_helper.to_array(consts[name]).reshape(-1)[0])
+        if node is not None and node.op_type == "DequantizeLinear" and all(i in consts for i in node.input):
+            q, scale, *zero = (numpy_helper.to_array(consts[i]).astype(np.float64) for i in node.input)
+            if q.size == 1:
+                return float((q.reshape(-1)[0] - (zero[0].reshape(-1)[0] if zero else 0)) * scale.reshape(-1)[0])
+        return None
+
+    dropped: set[int] = set()
+    for node in nodes:
+        if node.op_type != "Mul" or len(node.input) != 2:
+            continue
+        values = [constant_value(i) for i in node.input]
+        if sum(v is not None for v in values) != 1:
+            continue
+        c = next(v for v in values if v is not None)
+        x = node.input[values.index(None)]
+        dq, users = producer.get(x), consumers.get(node.output[0], [])
+        if (c <= 0 or dq is None or dq.op_type != "DequantizeLinear" or len(dq.input) < 3 or dq.input[1] not in consts
+                or len(users) != 1 or users[0].op_type != "QuantizeLinear"):
+            continue
+        q = users[0]
+        readers = consumers.get(q.output[0], [])
+        if not readers or q.output[0] in graph_outputs or any(r.op_type != "DequantizeLinear" for r in readers):
+            continue
+        scale = f"{node.name}/folded_scale"
+        out.graph.initializer.append(numpy_helper.from_array(
+            (numpy_helper.to_array(consts[dq.input[1]]) * np.float32(c)).astype(np.float32), scale))
+        for reader in readers:
+            reader.input[0], reader.input[1], reader.input[2] = dq.input[0], scale, dq.input[2]
+        dropped |= {id(node), id(q)}
+        if len(consumers[dq.output[0]]) == 1:
+            dropped.add(id(dq))
+    kept = [n for n in nodes if id(n) not in dropped]
+    del nodes[:]
+    nodes.extend(kept)
+    drop_unused_initializers(out)
+    return out
+
+
+def float_gelus_as_quick_gelu(graph: onnx.ModelProto, slope: float = GELU_SIGMOID_SLOPE) -> onnx.ModelProto:
+    """Copy of ``graph`` where each ``com.microsoft`` ``Gelu`` left in float (the stem's, and those after the LFE
+    edge terms) is ORT's ``QuickGelu``, x sigmoid(``slope`` x) in one pass: the approximation
+    ``gelus_as_sigmoid_products`` takes on quantized maps (off by at most 0.0203). Why: ORT's erf Gelu took
+    34 ms on the stem's (1, 32, 640, 200) map where QuickGelu took 16 (2 threads, loaded machine)."""
+    out = onnx.ModelProto()
+    out.CopyFrom(graph)
+    for node in out.graph.node:
+        if node.op_type == "Gelu" and node.domain == "com.microsoft":
+            quick = onnx.helper.make_node("QuickGelu", list(node.input), list(node.output), name=node.name,
+                                          domain="com.microsoft", alpha=slope)
+            node.CopyFrom(quick)
     return out
 
 
