@@ -251,13 +251,12 @@ def test_pools_as_depthwise_convs_is_exact(fp32, int8_cpu, config, tmp_path):
 
 
 def test_cpu_int8_runs_gelus_on_quantized_maps_as_sigmoid_products(fp32, int8_cpu, tmp_path):
-    """No Erf is left; a GELU whose input is float (the stem's, the LFE units' after their edge Adds) stays
-    one exact Gelu node, every other becomes x sigmoid(1.702 x), which ORT fuses into QLinear ops."""
+    """No Erf is left and, with the stem and the LFE edge terms quantized, no float GELU either: every GELU
+    becomes x sigmoid(1.702 x), which ORT fuses into QLinear ops."""
     producer = {o: n for n in int8_cpu.graph.node for o in n.output}
     gelus = [n for n in int8_cpu.graph.node if n.op_type == "Gelu"]
     products = [n for n in int8_cpu.graph.node if n.op_type == "Mul" and n.input[1].endswith("_sigmoid")]
-    assert gelus and products and len(gelus) + len(products) == sum(n.op_type == "Erf" for n in fp32.graph.node)
-    assert all(producer[n.input[0]].op_type != "DequantizeLinear" for n in gelus)
+    assert not gelus and len(products) == sum(n.op_type == "Erf" for n in fp32.graph.node)
     for mul in products:
         x = producer[mul.input[0]]  # the map's DequantizeLinear; the sigmoid reads its bytes at 1.702 x the scale
         sigmoid = producer[producer[producer[mul.input[1]].input[0]].input[0]]  # DQ <- Q <- Sigmoid
@@ -379,24 +378,24 @@ def test_movement_ops_run_on_uint8_and_change_no_value():
     np.testing.assert_array_equal(out, run(model))
 
 
-def test_cpu_int8_keeps_the_stem_conv_and_lfe_edge_terms_float(fp32, int8_cpu, config):
+def test_cpu_int8_quantizes_the_stem_conv_and_lfe_edge_terms(fp32, int8_cpu, config):
+    """Only the 1-channel gate convs stay float; the stem's first conv and the LFE edge-term Adds are quantized,
+    AFF's Sub runs as an INT8 Mul by -1 and an Add, and its factor-2 Mul is folded into the next scale."""
     prepared = prepare_cpu_graph(fp32)
-    narrow = narrow_input_convs(prepared)
     stem = next(n for n in fp32.graph.node if n.op_type == "Conv" and "/stem/" in n.name)
-    assert stem.name in narrow and any("/stem/" in n and n.endswith("Gelu") for n in narrow)
-    dims = {t.name: t.dims for t in prepared.graph.initializer}
-    wide = [n for n in prepared.graph.node if n.op_type == "Conv" and n.name not in narrow]
-    assert wide and all(dims[n.input[1]][1] * _groups(prepared)[n.name] >= 8 for n in wide)
+    assert stem.name not in narrow_input_convs(prepared, min_channels=2)
     adds = gelu_bias_adds(prepared)  # one edge Add per axis in each fused LFE unit, two units per GLF stage
     assert len(adds) == 2 * 2 * len(config.model.glf_channels) and all("/lfe" in a for a in adds)
-    # float in the INT8 graph: float weights / constants, and no QuantizeLinear between the chained nodes
     floats = {t.name for t in int8_cpu.graph.initializer if t.data_type == onnx.TensorProto.FLOAT}
     nodes = {n.name: n for n in int8_cpu.graph.node}
-    consumers = {i: n for n in int8_cpu.graph.node for i in n.input}
-    assert nodes[stem.name].input[1] in floats
-    assert consumers[nodes[stem.name].output[0]].op_type == "Gelu"
+    producer = {o: n for n in int8_cpu.graph.node for o in n.output}
+    assert nodes[stem.name].input[1] not in floats and producer[nodes[stem.name].input[1]].op_type == "DequantizeLinear"
     for add in (nodes[a] for a in adds):
-        assert any(i in floats for i in add.input) and consumers[add.output[0]].op_type in ("Add", "Gelu")
+        assert all(producer[i].op_type == "DequantizeLinear" for i in add.input)
+    assert not any(n.op_type == "Sub" and "/frontend/" not in n.name for n in int8_cpu.graph.node)
+    aff_factors = [n for n in fp32.graph.node if n.op_type == "Mul" and "/aff/" in n.name
+                   and any("Constant" in i for i in n.input)]
+    assert aff_factors and not any(n.name in nodes for n in aff_factors)
 
 
 def test_cpu_int8_concats_and_movement_ops_keep_one_scale(int8_cpu, config):
