@@ -206,7 +206,7 @@ def test_evaluate_2024_scores_the_models_distances(model, dataset, tmp_path, cap
 
 
 def test_evaluate_2024_refuses_references_in_metres_before_inference(model, dataset, tmp_path, capsys):
-    """References as glfer-edge synth writes them today (2023 rows, distance in metres) are not 2024 metadata."""
+    """References in metres (2023 rows, as glfer-edge synth wrote them before it wrote centimetres) are not 2024 metadata."""
     import shutil
 
     data = tmp_path / "data"

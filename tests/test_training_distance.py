@@ -140,10 +140,12 @@ def test_dataset_distance_targets_equal_the_csv_distances(synth_root):
     checked = 0
     for rec in ds.recordings:
         rows = read_metadata_csv(rec.wav.parents[2] / "metadata_dev" / "train" / f"{rec.name}.csv")
-        assert rows and all(r.distance is not None and 0.5 < r.distance < 10 for r in rows)
+        # synth writes STARSS23's unit, whole centimetres; the targets are metres
+        assert rows and all(r.distance is not None and 50 < r.distance < 1000 and r.distance == round(r.distance)
+                            for r in rows)
         active = np.zeros_like(rec.distance, dtype=bool)
         for r in rows:  # synth never has two sources of one class at once: one row per (frame, class)
-            assert rec.distance[r.frame, r.class_idx] == np.float32(r.distance)
+            assert rec.distance[r.frame, r.class_idx] == np.float32(r.distance * 0.01)
             active[r.frame, r.class_idx] = True
             checked += 1
         assert np.all(rec.distance[~active] == 0) and np.array_equal(active, rec.sed > 0)
@@ -175,6 +177,9 @@ def test_dataset_distance_scale_and_refusals(tmp_path):
     assert ds.recordings[0].distance[2, 3] == pytest.approx(2.5)
     with pytest.raises(InputError, match="has no source distances"):
         SELDDataset(tmp_path, _distance(TINY_1S), "train", layout=dataclasses.replace(layout, distance_scale=None))
+    write_metadata_csv(csv, [LabelRow(2, 3, 0, 10.0, 0.0, 2.5)])  # metres where centimetres are expected
+    with pytest.raises(InputError, match=r"a\.csv: frame 2 class 3: distance 2\.5 is not whole centimetres"):
+        SELDDataset(tmp_path, _distance(TINY_1S), "train")
     write_metadata_csv(csv, [LabelRow(2, 3, 0, 10.0, 0.0)])  # 5 columns: no distance
     with pytest.raises(InputError, match=r"a\.csv: frame 2 class 3 has no distance"):
         SELDDataset(tmp_path, _distance(TINY_1S), "train")

@@ -307,12 +307,16 @@ def labels_to_distance(
     ``scale`` converts the rows' distance column to metres (1 for metres, 0.01 for STARSS23's
     centimetres). The cell of an active (frame, class) holds the distance of the same row that
     :func:`labels_to_targets` takes the DOA from (the longest track); inactive cells are 0. A kept row
-    without distance raises ValueError (the caller names the file).
+    without distance, or a fractional one where the unit is centimetres (metres written by an older
+    ``glfer-edge synth``), raises ValueError (the caller names the file).
     """
     dist = np.zeros((n_frames, num_classes), dtype=np.float32)
     for (frame, class_idx), r in _target_rows(rows, n_frames, num_classes).items():
         if r.distance is None:
             raise ValueError(f"frame {r.frame} class {r.class_idx} has no distance column")
+        if scale == 0.01 and r.distance != round(r.distance):
+            raise ValueError(f"frame {r.frame} class {r.class_idx}: distance {r.distance:g} is not whole "
+                             "centimetres (metres, from an older glfer-edge synth? regenerate the scenes)")
         dist[frame, class_idx] = r.distance * scale
     return dist
 

@@ -60,8 +60,8 @@ LAYOUTS: dict[str, DatasetLayout] = {
         splits=(("train", ("dev-train-sony", "dev-train-tau")), ("test", ("dev-test-sony", "dev-test-tau"))),
         distance_scale=0.01,  # STARSS23 metadata: centimetres
     ),
-    # glfer-edge synth writes distances in metres
-    "synth": DatasetLayout(name="synth", class_names=SYNTH_CLASSES, edition="2023", distance_scale=1.0),
+    # glfer-edge synth writes distances as STARSS23 does, in whole centimetres (DCASE 2024 references)
+    "synth": DatasetLayout(name="synth", class_names=SYNTH_CLASSES, edition="2023", distance_scale=0.01),
 }
 
 

@@ -204,7 +204,7 @@ def _write_scene(job: tuple[Path, SceneConfig, int, str, int]) -> tuple[Path, Pa
     name = f"synth_s{seed}_{i:05d}"
     wav = out_dir / "foa_dev" / split / f"{name}.wav"
     csv = out_dir / "metadata_dev" / split / f"{name}.csv"
-    write_metadata_csv(csv, scene.rows)
+    write_metadata_csv(csv, scene.rows, edition="2024")  # STARSS23's format: distance in whole centimetres
     with atomic_path(wav) as tmp:
         sf.write(tmp, scene.audio.T, scene.sample_rate, subtype=WAV_SUBTYPE, format="WAV")
     return wav, csv
