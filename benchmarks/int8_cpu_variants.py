@@ -45,12 +45,14 @@ def variants() -> dict[str, Callable[[], contextlib.AbstractContextManager]]:
     """name -> a context in which ``quantize_int8(target="cpu")`` builds that variant (``base``: the export as is)."""
     import glfer_edge.export.int8 as int8
     import glfer_edge.export.int8_cpu as int8_cpu
+    from glfer_edge.export.fp32_cpu import depthwise_grouped_convs
     from glfer_edge.export.graph import with_merged_groups
 
     def depthwise7():  # before the narrow groups go dense
         original = int8_cpu.densify_grouped_convs
         return patched(int8_cpu, "densify_grouped_convs",
-                       lambda graph, *a: original(int8_cpu.depthwise_narrow_groups(graph), *a))
+                       lambda graph, *a: original(depthwise_grouped_convs(
+                           graph, group_outputs_below=int8_cpu.MIN_GROUP_OUTPUTS), *a))
 
     def densify_3x3():  # 3x3 grouped convs with fewer than 16 outputs per group dense too (stage 1's g2 branch)
         original = int8_cpu.densify_grouped_convs

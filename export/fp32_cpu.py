@@ -74,12 +74,15 @@ def prepare_fp32_cpu_graph(graph: onnx.ModelProto) -> onnx.ModelProto:
     return channel_means_first(batchnorms_as_depthwise_convs(factored_gates(graph)))
 
 
-def depthwise_grouped_convs(graph: onnx.ModelProto, min_kernel: int = DEPTHWISE_MIN_KERNEL) -> onnx.ModelProto:
+def depthwise_grouped_convs(graph: onnx.ModelProto, min_kernel: int = DEPTHWISE_MIN_KERNEL,
+                            group_outputs_below: int | None = None) -> onnx.ModelProto:
     """Copy of ``graph`` with every grouped (not depthwise), stride-1, undilated Conv whose kernel is at
     least ``min_kernel`` wide rewritten as depthwise + sum; exact up to summation order. Output o = g Og + s
     of group g is sum_j w[o, j] x[g Cg + j]; pair p = s Cin + i gets input channel i (so the depthwise
     input is Og copies of x, concatenated) and kernel w[(i // Cg) Og + s, i mod Cg]. The last Conv keeps
-    the original output name, so per-layer comparisons still line up with the other artifacts."""
+    the original output name, so per-layer comparisons still line up with the other artifacts.
+    ``group_outputs_below``: only Convs whose groups have fewer outputs than this (the int8-cpu lever
+    ``benchmarks/int8_cpu_variants.py`` measures)."""
     out = onnx.ModelProto()
     out.CopyFrom(graph)
     weights = {t.name: t for t in out.graph.initializer}
@@ -87,7 +90,7 @@ def depthwise_grouped_convs(graph: onnx.ModelProto, min_kernel: int = DEPTHWISE_
     nodes: list[onnx.NodeProto] = []
     for node in out.graph.node:
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        if not _rewritable(node, attrs, weights, users, min_kernel):
+        if not _rewritable(node, attrs, weights, users, min_kernel, group_outputs_below):
             nodes.append(node)
             continue
         w = numpy_helper.to_array(weights[node.input[1]])
@@ -112,12 +115,17 @@ def depthwise_grouped_convs(graph: onnx.ModelProto, min_kernel: int = DEPTHWISE_
     return out
 
 
-def _rewritable(node: onnx.NodeProto, attrs: dict, weights: dict, users: Counter, min_kernel: int) -> bool:
-    """A grouped, not depthwise, stride-1, undilated 2-D Conv with its own constant weight and a large kernel."""
+def _rewritable(node: onnx.NodeProto, attrs: dict, weights: dict, users: Counter, min_kernel: int,
+                group_outputs_below: int | None = None) -> bool:
+    """A grouped, not depthwise, stride-1, undilated 2-D Conv with its own constant weight and a large kernel
+    (and narrow groups, with ``group_outputs_below``)."""
     if node.op_type != "Conv" or users[node.input[1]] != 1 or node.input[1] not in weights:
         return False
     dims = list(weights[node.input[1]].dims)
-    return (attrs.get("group", 1) > 1 and len(dims) == 4 and dims[1] > 1 and min(dims[2:]) >= min_kernel
+    group = attrs.get("group", 1)
+    if group_outputs_below is not None and len(dims) == 4 and dims[0] // group >= group_outputs_below:
+        return False
+    return (group > 1 and len(dims) == 4 and dims[1] > 1 and min(dims[2:]) >= min_kernel
             and all(s == 1 for s in attrs.get("strides", [1])) and all(d == 1 for d in attrs.get("dilations", [1])))
 
 

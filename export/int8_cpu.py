@@ -40,7 +40,8 @@ AVX2 only, 2 cores shared with other jobs at load average 3.7-5.4; paper preset,
 threads; per-round median ratios against the HEAD int8-cpu artifact, ``benchmarks/levers.py --extras-only``
 on files from ``benchmarks/int8_cpu_variants.py``; ``benchmarks/results/epyc-zen3-2core/int8-cpu-levers.md``):
 
-* ``depthwise_narrow_groups``: MSFE's narrow 7x7 grouped convs as depthwise + sum (as the FP32 artifact)
+* MSFE's narrow 7x7 grouped convs as depthwise + sum (``fp32_cpu.depthwise_grouped_convs`` with
+  ``group_outputs_below``, as the FP32 artifact)
   instead of dense: 1.04, 1.02, 1.06 in three runs; +-3 % on top of the others: not clearly faster here.
 * ``differences_as_sums``: AFF's float Sub as QLinearMul(-1) + QLinearAdd; exact in INT8 too (bit-identical
   outputs); too small to measure alone.
@@ -61,7 +62,6 @@ against 1.42x and 1.34x. TensorRT gets none: its own kernels choose.
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -78,10 +78,10 @@ if TYPE_CHECKING:
     from onnxruntime.quantization.calibrate import TensorsData
 
 __all__ = [
-    "prepare_cpu_graph", "fuse_gelu", "depthwise_narrow_groups", "differences_as_sums", "scalar_muls_in_scales",
+    "prepare_cpu_graph", "fuse_gelu", "differences_as_sums", "scalar_muls_in_scales",
     "float_gelus_as_quick_gelu", "densify_grouped_convs", "pools_as_depthwise_convs", "expand_broadcast_muls",
     "narrow_input_convs", "gelu_bias_adds", "share_concat_ranges", "movement_ops_on_uint8",
-    "gelus_as_sigmoid_products", "MIN_GROUP_OUTPUTS", "DEPTHWISE_MIN_KERNEL", "MIN_QUANTIZED_INPUT_CHANNELS",
+    "gelus_as_sigmoid_products", "MIN_GROUP_OUTPUTS", "MIN_QUANTIZED_INPUT_CHANNELS",
     "GELU_SIGMOID_SLOPE",
 ]
 
@@ -92,8 +92,6 @@ __all__ = [
 # 7.7). At 8 rows it wins twice (stage 1 3x3/g2 5.2 -> 1.9, stage 2 5x5/g4 5.5 -> 4.0) and loses
 # once (stage 3 7x7/g8 5.2 -> 7.4): about 2 % of a segment net, within this VM's noise; 16 rows lose.
 MIN_GROUP_OUTPUTS = 8
-# Narrow grouped Convs (fewer than MIN_GROUP_OUTPUTS outputs per group) with a kernel this wide run as depthwise + sum.
-DEPTHWISE_MIN_KERNEL = 7
 # A Conv reading fewer channels than this stays float in the CPU form (see narrow_input_convs).
 MIN_QUANTIZED_INPUT_CHANNELS = 8
 # GELU(x) ~ x sigmoid(1.702 x) (Hendrycks & Gimpel 2016), on quantized maps (see gelus_as_sigmoid_products).
@@ -165,54 +163,6 @@ def fuse_gelu(graph: onnx.ModelProto) -> onnx.ModelProto:
         drop_unused_initializers(out)
         if not any(o.domain == "com.microsoft" for o in out.opset_import):
             out.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
-    return out
-
-
-def depthwise_narrow_groups(graph: onnx.ModelProto, min_kernel: int = DEPTHWISE_MIN_KERNEL,
-                            min_group_outputs: int = MIN_GROUP_OUTPUTS) -> onnx.ModelProto:
-    """Copy of ``graph`` with every grouped, not depthwise, stride-1, undilated Conv whose kernel is at least
-    ``min_kernel`` wide and whose groups have fewer than ``min_group_outputs`` outputs rewritten as depthwise + sum
-    (the FP32 artifact's construction, ``fp32_cpu.depthwise_grouped_convs``): the input's copies concatenated
-    once per output of its group, one depthwise Conv with a kernel per (output, input) pair of a group, and a
-    0/1 1x1 Conv that adds each output's pairs. Same MACs as the grouped Conv plus the 1x1's, against 8x (groups
-    8) for its dense form. The 1x1's 0/1 weights quantize exactly; the pairs get their own U8 range.
-    """
-    out = onnx.ModelProto()
-    out.CopyFrom(graph)
-    weights = {t.name: t for t in out.graph.initializer}
-    users = Counter(i for n in out.graph.node for i in n.input)
-    nodes: list[onnx.NodeProto] = []
-    for node in out.graph.node:
-        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-        dims = list(weights[node.input[1]].dims) if node.op_type == "Conv" and node.input[1] in weights else []
-        group = attrs.get("group", 1)
-        if not (
-            len(dims) == 4 and users[node.input[1]] == 1 and group > 1 and dims[1] > 1
-            and dims[0] // group < min_group_outputs and min(dims[2:]) >= min_kernel
-            and all(s == 1 for s in attrs.get("strides", [1])) and all(d == 1 for d in attrs.get("dilations", [1]))
-        ):
-            nodes.append(node)
-            continue
-        w = numpy_helper.to_array(weights[node.input[1]])
-        (cout, cg), x, y = w.shape[:2], node.input[0], node.output[0]
-        cin, og = cg * group, cout // group
-        i = np.tile(np.arange(cin), og)  # pair p = s cin + i: input channel i, output (i // cg) og + s
-        o = (i // cg) * og + np.repeat(np.arange(og), cin)
-        dw_name, sum_name = f"{node.input[1]}_depthwise", f"{node.input[1]}_sum"
-        out.graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(w[o, i % cg][:, None]), dw_name))
-        out.graph.initializer.append(numpy_helper.from_array(
-            (o[None] == np.arange(cout)[:, None]).astype(w.dtype)[:, :, None, None], sum_name))
-        keep = {k: v for k, v in attrs.items() if k in ("pads", "kernel_shape", "auto_pad")}
-        if og > 1:
-            nodes.append(onnx.helper.make_node("Concat", [x] * og, [f"{y}_copies"], name=f"{node.name}_copies", axis=1))
-            x = f"{y}_copies"
-        nodes.append(onnx.helper.make_node("Conv", [x, dw_name], [f"{y}_pairs"], name=f"{node.name}_depthwise",
-                                           group=og * cin, **keep))
-        # the sum keeps the grouped Conv's name and output: per-node comparisons still find it
-        nodes.append(onnx.helper.make_node("Conv", [f"{y}_pairs", sum_name, *node.input[2:]], [y], name=node.name))
-        out.graph.initializer.remove(weights[node.input[1]])
-    del out.graph.node[:]
-    out.graph.node.extend(nodes)
     return out
 
 

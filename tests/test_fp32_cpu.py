@@ -63,6 +63,14 @@ def test_small_kernels_dense_and_strided_convs_stay(k, group, stride):
     assert [n.op_type for n in depthwise_grouped_convs(model).graph.node] == ["Conv"]
 
 
+def test_group_outputs_below_rewrites_only_narrow_groups():
+    narrow, wide = _conv_graph(16, 16, 7, 8, False), _conv_graph(64, 64, 7, 4, False)  # 2 and 16 outputs per group
+    assert [n.op_type for n in depthwise_grouped_convs(narrow, group_outputs_below=8).graph.node] == [
+        "Concat", "Conv", "Conv"]
+    assert [n.op_type for n in depthwise_grouped_convs(wide, group_outputs_below=8).graph.node] == ["Conv"]
+    assert len(depthwise_grouped_convs(wide).graph.node) == 3  # without the bound every grouped 7x7 is rewritten
+
+
 def test_a_depthwise_conv_stays():
     model = _conv_graph(8, 8, 7, 8, False)
     assert depthwise_grouped_convs(model).graph.node[0].name == "branch"
