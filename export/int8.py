@@ -25,10 +25,12 @@ Two targets share the calibration (``INT8_TARGETS``):
   which the TensorRT form leaves out for most Convs, so the TensorRT form runs slower than FP32 on
   a CPU. ``CPU_FLOAT_SCOPES`` (frontend, decoder) stay float, every op in them: keeping the
   encoder's attention gates float as well put DQ -> float Mul -> Q around full-size feature maps
-  and made this form slower than FP32 (paper preset: 297 vs 253 ms per 8-s segment). So do the
-  1-channel gate convs on pooled vectors; the stem's first conv (7 channels) and the fused LFE units'
-  edge-term Adds are quantized (their GELUs then run as sigmoid products on U8),
-  AFF's Sub runs as QLinearMul(-1) + QLinearAdd and its factor 2 lives in the next scale. Before
+  and made this form slower than FP32 (paper preset: 297 vs 253 ms per 8-s segment). So do convs
+  on fewer than 8 channels (the stem's first, with its GELU; the 1-channel gates on pooled vectors):
+  quantized, the stem's first conv made OpenVINO's kernels 7.0 degrees off in mean DOA on the bundled
+  model (onnxruntime 2.6) for 3 % of the time. The fused LFE units' edge-term Adds are quantized
+  (their GELUs then run as sigmoid products on U8), AFF's Sub runs as QLinearMul(-1) + QLinearAdd and
+  its factor 2 lives in the next scale. Before
   quantizing, ``prepare_cpu_graph`` rewrites the FP32 graph, exactly, into ops ORT's INT8 kernels
   run well and on all threads (one Gelu node per GELU, dense instead of narrow grouped
   convolutions, depthwise convolutions instead of average pooling and of BatchNormalization, gates
@@ -89,10 +91,6 @@ CPU_FLOAT_SCOPES: tuple[str, ...] = ("/frontend/", "/decoder/")
 # as per-tensor 8-bit "weights" (bundled model: steps up to 1.5 % of a channel's scale). The CPU form's
 # rewrite turns every BN on a map of known channel count into a depthwise conv first; this keeps the rest.
 CPU_FLOAT_OPS: tuple[str, ...] = ("BatchNormalization",)
-# Convs reading fewer channels than this stay float in the CPU form: the 1-channel FR/SE gates (tiny either way).
-CPU_MIN_QUANTIZED_INPUT_CHANNELS = 2
-
-
 def int8_excluded_nodes(graph: onnx.ModelProto, float_scopes: Iterable[str] = FLOAT_SCOPES) -> list[str]:
     """Quantizable nodes (Conv/MatMul/Gemm) left in float because their name contains one of the scopes."""
     scopes = tuple(float_scopes)
@@ -132,10 +130,10 @@ def quantize_int8(
         op_types = None  # every op type
         excluded = {n.name for n in graph.graph.node
                     if n.op_type in CPU_FLOAT_OPS or any(s in n.name for s in float_scopes)}
-        # the 1-channel gates on pooled vectors; the stem's 7-channel conv and the LFE edge-term Adds are quantized
-        # (AMD EPYC Zen 3: 1.12x and 1.06x per round with scalar_muls_in_scales and differences_as_sums;
+        # the stem's 7-channel conv and the 1-channel gates stay float; the LFE edge-term Adds are quantized
+        # (with scalar_muls_in_scales and differences_as_sums: 1.06-1.09x per round on AMD EPYC Zen 3,
         # benchmarks/results/epyc-zen3-2core/int8-cpu-levers.md)
-        excluded |= set(narrow_input_convs(graph, min_channels=CPU_MIN_QUANTIZED_INPUT_CHANNELS))
+        excluded |= set(narrow_input_convs(graph))
         quantized_nodes = {n.name for n in graph.graph.node} - excluded
         # 7-bit weights: onnxruntime's U8S8 kernels saturate 8-bit weights on x86 CPUs without VNNI
         # (glfer_edge.machine.u8s8_saturates); one artifact must be exact on every CPU it is copied to.
