@@ -29,34 +29,21 @@ rewrite here is exact and puts an op where ORT's kernel is slow into a form wher
 
 ``prepare_cpu_graph`` applies all of them. Around the quantizer (``glfer_edge.export.int8``):
 
-* ``narrow_input_convs`` and ``gelu_bias_adds`` name nodes that stay float: ORT runs them faster so;
+* ``narrow_input_convs`` names the convs that stay float: the stem's first (7 channels; quantized, OpenVINO's
+  kernels lose the DOA) and the 1-channel gates on pooled vectors;
+* ``differences_as_sums``: AFF's Sub as QLinearMul(-1) + QLinearAdd (exact, bit-identical INT8 outputs);
 * ``share_concat_ranges`` gives Concat inputs the output's calibration range (QLinearConcat copies);
 * ``movement_ops_on_uint8`` runs Pad and Expand on the quantized bytes;
 * ``gelus_as_sigmoid_products``, the one rewrite that is not exact: a GELU on a quantized map as
-  x sigmoid(1.702 x), which ORT runs as QLinearSigmoid and QLinearMul instead of DQ -> float Gelu -> Q.
-
-Functions here that the export does not call (yet), with their measured effect (issue 35; AMD EPYC Zen 3,
-AVX2 only, 2 cores shared with other jobs at load average 3.7-5.4; paper preset, batch 1, 8-s segment, 2
-threads; per-round median ratios against the HEAD int8-cpu artifact, ``benchmarks/levers.py --extras-only``
-on files from ``benchmarks/int8_cpu_variants.py``; ``benchmarks/results/epyc-zen3-2core/int8-cpu-levers.md``):
-
-* MSFE's narrow 7x7 grouped convs as depthwise + sum (``fp32_cpu.depthwise_grouped_convs`` with
-  ``group_outputs_below``, as the FP32 artifact)
-  instead of dense: 1.04, 1.02, 1.06 in three runs; +-3 % on top of the others: not clearly faster here.
-* ``differences_as_sums``: AFF's float Sub as QLinearMul(-1) + QLinearAdd; exact in INT8 too (bit-identical
-  outputs); too small to measure alone.
+  x sigmoid(1.702 x), which ORT runs as QLinearSigmoid and QLinearMul instead of DQ -> float Gelu -> Q;
 * ``scalar_muls_in_scales``: AFF's factor-2 QLinearMul folded into the readers' scale.
-* ``float_gelus_as_quick_gelu``: float GELUs as ORT's QuickGelu (0.98x, noise).
-* Together with quantizing the LFE edge-term Adds (``gelu_bias_adds`` returning none) and the stem's first
-  conv (``narrow_input_convs(graph, min_channels=2)``), both choices of ``export/int8.py``, and differences_as_sums
-  and scalar_muls_in_scales: 1.12x and 1.06x per round in two runs (adding depthwise7: 1.12x, 1.05x, 1.10x),
-  accuracy on the bundled model within the INT8 row; the change to ``export/int8.py`` and its tests is
-  ``benchmarks/results/epyc-zen3-2core/int8-cpu-proposed.patch``.
 
-Paper preset, 2 threads, interleaved with the session-start form (``benchmarks/results/cpu-2core-session18``,
-``levers-*-vs-presession``): the steps after ``prepare_cpu_graph``'s first three made the form 1.15x
-and 1.08x faster by median per-round ratio (60 and 120 rounds), 1.58x and 1.43x faster than FP32
-against 1.42x and 1.34x. TensorRT gets none: its own kernels choose.
+With the LFE edge-term Adds quantized too, these made the int8-cpu form 1.05x faster per round near idle on
+a 2-core AMD EPYC Zen 3 (``benchmarks/results/epyc-zen3-2core/int8-cpu-levers.md``). Measured and not kept
+(``benchmarks/int8_cpu_variants.py``): ``gelu_bias_adds`` (the edge-term Adds float), ``float_gelus_as_quick_gelu``
+(0.98x), MSFE's narrow 7x7 grouped convs as depthwise + sum (``fp32_cpu.depthwise_grouped_convs`` with
+``group_outputs_below``; 1.02-1.06x alone, nothing on top of the rest). TensorRT gets none: its own kernels
+choose.
 """
 
 from __future__ import annotations
