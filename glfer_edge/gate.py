@@ -1,6 +1,6 @@
 """Physical noise gate: FOA diffuseness and level of every output frame, computed from the audio in numpy.
 
-The network reports confident events on stationary noise and silence (issue 36). Two physical
+The network alone reports confident events on stationary noise and silence. Two physical
 measures of each output frame's audio (0.2 s: ``time_downsample x hop_length`` samples) decide
 whether the frame can hold a localizable sound event at all:
 
