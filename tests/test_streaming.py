@@ -95,13 +95,15 @@ def test_one_hour_soak_has_flat_memory_and_no_timestamp_drift(rt):
     source = foa_noise(cfg, seconds=100.0, seed=9)
     rng = np.random.default_rng(3)
     stream = StreamingSELD(rt, batch_size=32)
-    frames, last_time, pos, base = 0, None, 0, None
+    frames, last_time, pos, base, middle = 0, None, 0, None, None
     t0 = time.perf_counter()
     tracemalloc.start()
     try:
         while pos < total:
             if base is None and pos >= total // 10:
                 base = (tracemalloc.get_traced_memory()[0], _rss_bytes())  # after warm-up
+            if middle is None and pos >= total * 11 // 20:
+                middle = _rss_bytes()  # halfway between warm-up and the end
             n = min(int(np.exp(rng.uniform(0, np.log(90 * sr)))), total - pos)
             offset = int(rng.integers(0, source.shape[1] - n + 1))
             out = stream.push(source[:, offset : offset + n])
@@ -117,11 +119,14 @@ def test_one_hour_soak_has_flat_memory_and_no_timestamp_drift(rt):
         tracemalloc.stop()
     elapsed = time.perf_counter() - t0
     print(f"\nsoak: 3600 s of audio in {elapsed:.1f} s ({3600 / elapsed:.0f}x real time), "
-          f"traced growth {(traced - base[0]) / 1024:.1f} KiB, RSS growth {(rss - base[1]) / 2**20:.1f} MiB")
+          f"traced growth {(traced - base[0]) / 1024:.1f} KiB, RSS growth {(rss - base[1]) / 2**20:.1f} MiB "
+          f"({(middle - base[1]) / 2**20:.1f} + {(rss - middle) / 2**20:.1f})")
     assert frames == 18000 and stream.frames_emitted == 18000
     assert last_time == 17999 * cfg.output_hop_seconds  # exact: computed from the frame counter
     assert traced - base[0] < 256 * 1024
-    assert rss - base[1] < 32 * 2**20
+    # A leak grows with the audio, in both halves; the allocator's arenas settle after the first (in the full
+    # suite, fragmentation left by earlier tests gave 40 MiB there, 13 MiB with this test alone).
+    assert rss - middle < 16 * 2**20 and rss - base[1] < 64 * 2**20
 
 
 def test_a_hop_infers_only_the_windows_it_completes(rt):
