@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 
 from glfer_edge._fileio import STDOUT, add_force_argument, add_json_argument, check_output
+from glfer_edge.errors import GlferError, InputError
 
 DEMO_SECONDS = 20.0
 DEMO_SEED = 0
@@ -75,7 +76,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from glfer_edge.errors import GlferError, InputError
 
     if args.demo == (args.input is not None):
         raise InputError("pass one input recording or folder, or --demo for a synthetic scene (not both)")
@@ -122,7 +122,6 @@ def _check_args(args: argparse.Namespace) -> list[tuple[Path, Path | None, str |
     returns the (recording, --out file, --json target) of each job."""
     from glfer_edge.audio import audio_files
     from glfer_edge.channel_swap import tta_transforms
-    from glfer_edge.errors import InputError
     from glfer_edge.metrics import check_average
     from glfer_edge.postprocess import check_odd_frames
 
@@ -152,8 +151,6 @@ def _check_args(args: argparse.Namespace) -> list[tuple[Path, Path | None, str |
 
 
 def _folder_jobs(args: argparse.Namespace, files: list[Path]) -> list[tuple[Path, Path | None, str | None]]:
-    from glfer_edge.errors import InputError
-
     if not files:
         raise InputError(f"{args.input} is a folder without audio files (.wav, .flac, ...); pass a recording or "
                          "a folder of them")
@@ -179,8 +176,6 @@ def _folder_jobs(args: argparse.Namespace, files: list[Path]) -> list[tuple[Path
 def resolve_edition(edition: str | None, config) -> str:
     """The DCASE edition of a run of a model with ``config``: the one asked for, else 2024 for a model
     with the distance head and 2023 otherwise; 2024 for a model without distance is refused."""
-    from glfer_edge.errors import InputError
-
     distance = bool(config.model.distance)
     if edition is None:
         return "2024" if distance else "2023"
@@ -217,8 +212,6 @@ def _demo(config):
     """A synthetic scene at the model's rate with the model's classes, and its label rows."""
     from glfer_edge.audio import Recording
     from glfer_edge.data.synth import SceneConfig, generate_scene
-    from glfer_edge.errors import InputError
-
     try:
         scene_config = SceneConfig(
             duration_s=DEMO_SECONDS, sample_rate=config.features.sample_rate, class_names=config.class_names,
@@ -243,8 +236,6 @@ def _infer(rt, recording, args: argparse.Namespace):
 def _report(output, reference, duration: float, args: argparse.Namespace, out: Path | None, json_out: str | None,
             plot: Path | None) -> None:
     from glfer_edge import postprocess as pp
-
-    from glfer_edge.errors import InputError
 
     cfg = output.config
     if args.edition == "2024" and output.distance is None:  # e.g. a server that returns no distance
@@ -294,13 +285,14 @@ def _score(reference, rows, cfg, args: argparse.Namespace) -> None:
 
     from glfer_edge import postprocess as pp
     from glfer_edge.config import LABEL_HOP_SECONDS
-    from glfer_edge.data.dcase import labels_to_targets
+    from glfer_edge.data.dcase import labels_to_distance, labels_to_targets
     from glfer_edge.metrics import SELDMetrics
 
     n = max((r.frame for r in reference), default=-1) + 1
     sed, doa = labels_to_targets(reference, n, cfg.model.num_classes)
     times = np.arange(n) * LABEL_HOP_SECONDS
-    distance = _reference_distance(reference, doa) if args.edition == "2024" else None
+    # 2024 references carry a distance in every row (the reader refuses others), in metres
+    distance = labels_to_distance(reference, n, cfg.model.num_classes) if args.edition == "2024" else None
     print("\nreference:")
     print(pp.format_events(pp.events_from_frames(sed > 0, sed, doa, times, LABEL_HOP_SECONDS, cfg.class_names,
                                                  distance=distance), distance=distance is not None))
@@ -327,23 +319,6 @@ def _num(value: float | None, spec: str) -> str:
     import math
 
     return "-" if value is None or math.isnan(value) else format(value, spec)
-
-
-def _reference_distance(reference, doa):
-    """(n, C) metres of the reference rows that :func:`labels_to_targets` kept (the row whose direction
-    is the target's, per frame and class); None when the rows carry no distance."""
-    import numpy as np
-
-    from glfer_edge.data.dcase import polar_to_cartesian
-
-    if not any(r.distance is not None for r in reference):
-        return None
-    distance = np.zeros(doa.shape[:2], np.float32)
-    for r in reference:
-        if r.distance is not None and 0 <= r.class_idx < doa.shape[1] and np.allclose(
-                polar_to_cartesian(r.azimuth, r.elevation), doa[r.frame, r.class_idx], atol=1e-5):
-            distance[r.frame, r.class_idx] = r.distance
-    return distance
 
 
 def _note(text: str) -> None:

@@ -30,6 +30,17 @@ class Outputs(NamedTuple):
     doa: np.ndarray  # (B, T', C, 3)
     distance: np.ndarray | None = None  # (B, T', C) metres
 
+    def rows(self, start: int, stop: int) -> "Outputs":
+        """Clips ``start:stop`` of every array (views)."""
+        return Outputs(*(None if a is None else a[start:stop] for a in self))
+
+    @staticmethod
+    def concat(parts: "list[Outputs]") -> "Outputs":
+        """The parts' clips one after another (the part itself, uncopied, when there is one)."""
+        if len(parts) == 1:
+            return parts[0]
+        return Outputs(*(None if arrays[0] is None else np.concatenate(arrays) for arrays in zip(*parts)))
+
 
 @dataclass(frozen=True)
 class SELDOutput:

@@ -21,7 +21,7 @@ from glfer_edge.runtime.base import FOA_CHANNELS, Outputs, SELDOutput, as_float3
 from glfer_edge.runtime.seld import SELDRuntime
 
 __all__ = [
-    "segment_hop_samples", "segment_starts", "iter_segment_batches", "batch_plan", "pad_batch", "infer_views",
+    "segment_hop_samples", "segment_starts", "iter_segment_batches", "batch_plan", "pad_batch", "infer_batches", "infer_views",
     "infer_long", "DEFAULT_BATCH",
 ]
 
@@ -75,6 +75,17 @@ def pad_batch(batch: np.ndarray, size: int) -> np.ndarray:
     return np.concatenate([batch, np.zeros((size - batch.shape[0],) + batch.shape[1:], np.float32)])
 
 
+def infer_batches(runtime: SELDRuntime, batch: np.ndarray, size: int, padded: int) -> Outputs:
+    """Outputs of segments (n, 4, segment) in calls of at most ``size`` rows, each padded with silent
+    segments to at least ``padded`` rows (the model's minimum batch); exactly n clips come back."""
+    parts = []
+    for i in range(0, len(batch), size):
+        part = batch[i : i + size]
+        out = runtime.infer(pad_batch(part, padded))
+        parts.append(Outputs(out.sed, out.doa, out.distance).rows(0, len(part)))
+    return Outputs.concat(parts)
+
+
 def infer_views(
     runtime: SELDRuntime, batch: np.ndarray, transforms: tuple[ChannelSwap, ...], size: int, padded: int,
 ) -> Outputs:
@@ -86,16 +97,10 @@ def infer_views(
     order, n = runtime.config.features.channel_order, len(batch)
     views = [batch if t.is_identity else t.apply_audio(batch, order) for t in transforms]
     stacked = views[0] if len(views) == 1 else np.concatenate(views)
-    parts: list[Outputs] = []
-    for i in range(0, len(stacked), size):
-        part = stacked[i : i + size]
-        out = runtime.infer(pad_batch(part, padded))
-        parts.append(Outputs(*(None if a is None else a[: len(part)] for a in (out.sed, out.doa, out.distance))))
-    # transform-major: view i is rows i*n .. (i+1)*n
-    sed_v, doa_v = (np.concatenate([getattr(p, k) for p in parts]) for k in ("sed", "doa"))
-    dist_v = None if parts[0].distance is None else np.concatenate([p.distance for p in parts])
+    out = infer_batches(runtime, stacked, size, padded)  # transform-major: view i is rows i*n .. (i+1)*n
     if len(transforms) == 1 and transforms[0].is_identity:
-        return Outputs(sed_v, doa_v, dist_v)
+        return out
+    sed_v, doa_v, dist_v = out
     k = len(transforms)
     sed = sed_v.reshape(k, n, *sed_v.shape[1:]).mean(axis=0)
     doa = np.mean([t.inverse.apply_doa(doa_v[i * n : (i + 1) * n]) for i, t in enumerate(transforms)], axis=0)

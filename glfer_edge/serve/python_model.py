@@ -61,15 +61,6 @@ def declared_outputs(model_config: dict[str, Any]) -> tuple[str, ...]:
     return tuple(o.get("name", "") for o in model_config.get("output", []))
 
 
-class _Out:
-    """One stream's rows of a shared inference call (what ``infer_views`` reads from ``runtime.infer``)."""
-
-    __slots__ = ("sed", "doa", "distance")
-
-    def __init__(self, sed: np.ndarray, doa: np.ndarray, distance: np.ndarray | None = None) -> None:
-        self.sed, self.doa, self.distance = sed, doa, distance
-
-
 class WindowBatcher:
     """The runtime the streams of one model instance share: the windows that the hops of one Triton batch
     complete (one per sequence, from concurrent ``StreamingSELD.push`` calls) run as one ``infer`` batch.
@@ -96,7 +87,7 @@ class WindowBatcher:
         self.calls = 0  # batched inference calls (logged at finalize)
         self.windows = 0  # windows they held
 
-    def infer(self, audio: np.ndarray) -> _Out:
+    def infer(self, audio: np.ndarray) -> Any:  # runtime.base.Outputs of this window
         slot: dict = {"audio": audio, "out": None}
         with self._cv:
             self._pending.append(slot)
@@ -112,28 +103,18 @@ class WindowBatcher:
             return
         slots, self._pending = self._pending, []
         try:
+            from glfer_edge.runtime.segments import infer_batches
+
             batch = np.concatenate([s["audio"] for s in slots]) if len(slots) > 1 else slots[0]["audio"]
             lo, hi = self._rt.batch_range
             step = hi or len(batch)
-            seds, doas, dists = [], [], []
-            for i in range(0, len(batch), step):
-                part = batch[i : i + step]
-                pad = max(0, lo - len(part))
-                out = self._rt.infer(np.concatenate([part, np.zeros((pad,) + part.shape[1:], np.float32)])
-                                     if pad else part)
-                seds.append(out.sed[: len(part)])
-                doas.append(out.doa[: len(part)])
-                if out.distance is not None:
-                    dists.append(out.distance[: len(part)])
-                self.calls += 1
-                self.windows += len(part)
-            sed, doa = np.concatenate(seds), np.concatenate(doas)
-            dist = np.concatenate(dists) if dists else None
+            out = infer_batches(self._rt, batch, step, lo)  # what infer_views reads: sed, doa, distance
+            self.calls += -(-len(batch) // step)
+            self.windows += len(batch)
             pos = 0
             for s in slots:
                 n = len(s["audio"])
-                s["out"] = _Out(sed[pos : pos + n], doa[pos : pos + n],
-                                None if dist is None else dist[pos : pos + n])
+                s["out"] = out.rows(pos, pos + n)
                 pos += n
         except BaseException as exc:  # every waiting push gets the failure
             for s in slots:
@@ -261,24 +242,12 @@ class TritonPythonModel:
                 pos += n
         return responses
 
-    def _run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    def _run(self, batch: np.ndarray) -> Any:
         """sed, doa, distance (None without the distance head) of a batch, in the runtime's batch range."""
+        from glfer_edge.runtime.segments import infer_batches
+
         lo, hi = self.runtime.batch_range
-        step = hi or len(batch)
-        seds, doas, dists = [], [], []
-        for i in range(0, len(batch), step):
-            part = batch[i : i + step]
-            padded = part if len(part) >= lo else np.concatenate(
-                [part, np.zeros((lo - len(part),) + part.shape[1:], np.float32)])
-            out = self.runtime.infer(padded)
-            seds.append(out.sed[: len(part)])
-            doas.append(out.doa[: len(part)])
-            if out.distance is not None:
-                dists.append(out.distance[: len(part)])
-        dist = None if not dists else (dists[0] if len(dists) == 1 else np.concatenate(dists))
-        if len(seds) == 1:
-            return seds[0], doas[0], dist
-        return np.concatenate(seds), np.concatenate(doas), dist
+        return infer_batches(self.runtime, batch, hi or len(batch), lo)
 
     def _execute_stream(self, requests: list[Any]) -> list[Any]:
         from glfer_edge.errors import GlferError

@@ -50,23 +50,24 @@ def reduce_targets(sed: torch.Tensor, doa: torch.Tensor, n_out: int) -> tuple[to
 
     Uses label frames [0, 2 n_out); T must be at least 2 n_out.
     """
-    if sed.shape[1] < 2 * n_out:
-        raise ValueError(f"{sed.shape[1]} label frames cannot cover {n_out} output frames (2 each)")
     b, _, c = sed.shape
-    pairs = sed[:, : 2 * n_out].reshape(b, n_out, 2, c)
-    doa_pairs = doa[:, : 2 * n_out].reshape(b, n_out, 2, c, 3)
-    first_active = pairs[:, :, 0, :, None] > 0
-    return pairs.amax(dim=2), torch.where(first_active, doa_pairs[:, :, 0], doa_pairs[:, :, 1])
+    return sed[:, : 2 * n_out].reshape(b, n_out, 2, c).amax(dim=2), _active_frame_values(sed, doa, n_out)
 
 
 def reduce_distance(sed: torch.Tensor, distance: torch.Tensor, n_out: int) -> torch.Tensor:
     """Label-rate distance targets (B, T, C) -> output rate (B, n_out, C), as ``reduce_targets`` reduces the DOA:
     frame 2j's distance where the class is active in frame 2j, else frame 2j + 1's."""
-    if sed.shape[1] < 2 * n_out or distance.shape[1] < 2 * n_out:
-        raise ValueError(f"{min(sed.shape[1], distance.shape[1])} label frames cannot cover {n_out} output frames (2 each)")
+    return _active_frame_values(sed, distance, n_out)
+
+
+def _active_frame_values(sed: torch.Tensor, values: torch.Tensor, n_out: int) -> torch.Tensor:
+    """Per output frame j and class, ``values`` (B, T, C, ...) of label frame 2j where the class is active
+    there, else of frame 2j + 1."""
+    if min(sed.shape[1], values.shape[1]) < 2 * n_out:
+        raise ValueError(f"{min(sed.shape[1], values.shape[1])} label frames cannot cover {n_out} output frames (2 each)")
     b, _, c = sed.shape
-    first_active = sed[:, : 2 * n_out].reshape(b, n_out, 2, c)[:, :, 0] > 0
-    pairs = distance[:, : 2 * n_out].reshape(b, n_out, 2, c)
+    pairs = values[:, : 2 * n_out].reshape(b, n_out, 2, c, *values.shape[3:])
+    first_active = (sed[:, : 2 * n_out].reshape(b, n_out, 2, c)[:, :, 0] > 0).reshape(b, n_out, c, *[1] * (values.dim() - 3))
     return torch.where(first_active, pairs[:, :, 0], pairs[:, :, 1])
 
 

@@ -52,7 +52,7 @@ from glfer_edge.errors import ArtifactError, GlferError, InputError
 from glfer_edge.frontend import fit_standardization
 from glfer_edge.metrics import SELDMetrics, SELDResult, check_average
 from glfer_edge.model.glfernet import GLFERNet
-from glfer_edge.postprocess import label_rate_factor, outputs_to_rows
+from glfer_edge.postprocess import outputs_to_rows
 from glfer_edge.training.augment import AugmentConfig, SELDAugment
 from glfer_edge.training.dataset import SELDDataset
 from glfer_edge.training.loss import DistanceLossTerms, LossTerms, SELDLoss
@@ -364,13 +364,10 @@ class Trainer:
                 feats = self.augment.features(feats, g)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.train_cfg.bf16):
             sed_logits, doa_pred, *dist_pred = self._train_logits(feats)
-        if self.config.model.distance:
-            if distance is None:
-                raise InputError("a distance model needs distance targets; the dataset yields them for this config")
-            terms = self.loss_fn(sed_logits.float(), doa_pred.float(), sed, doa, dist_pred[0].float(),
-                                 distance.to(self.device, non_blocking=True))
-        else:
-            terms = self.loss_fn(sed_logits.float(), doa_pred.float(), sed, doa)
+        if dist_pred and distance is None:
+            raise InputError("a distance model needs distance targets; the dataset yields them for this config")
+        dist = (dist_pred[0].float(), distance.to(self.device, non_blocking=True)) if dist_pred else ()
+        terms = self.loss_fn(sed_logits.float(), doa_pred.float(), sed, doa, *dist)
         self.optimizer.zero_grad(set_to_none=True)
         terms.total.backward()
         self.optimizer.step()
@@ -484,18 +481,10 @@ def score_predictions(
     for rec, (sed, doa, *distance) in zip(dataset.recordings, outputs):
         if rec.rows or rec.last_frame is not None:  # the official scorer cannot score an empty file
             rows = outputs_to_rows(sed, doa, config, threshold=threshold, doa_smoothing=doa_smoothing,
-                                   duration=rec.n_samples / fs)
-            ref = rec.rows
-            if with_distance:
-                rows = _with_distance(rows, distance[0], label_rate_factor(config))
-                ref = _reference_metres(ref, dataset.layout.distance_scale)
+                                   duration=rec.n_samples / fs, distance=distance[0] if with_distance else None)
+            ref = _reference_metres(rec.rows, dataset.layout.distance_scale) if with_distance else rec.rows
             metrics.update(ref, rows, ref_last_frame=rec.last_frame)
     return metrics.compute()
-
-
-def _with_distance(rows: list[LabelRow], distance: np.ndarray, factor: int) -> list[LabelRow]:
-    """Prediction rows (label rate) with the distance (T', C) of their output frame and class, metres."""
-    return [dataclasses.replace(r, distance=float(distance[r.frame // factor, r.class_idx])) for r in rows]
 
 
 def _reference_metres(rows: tuple[LabelRow, ...], scale: float) -> list[LabelRow]:
@@ -515,12 +504,13 @@ def predict(
     names = _term_names(model.config.model.distance)
     sums, n_batches = np.zeros(len(names)), 0
     with torch.no_grad():
-        for audio, *targets in DataLoader(dataset, batch_size=batch_size, shuffle=False, **loader_options):
+        for audio, sed, doa, *distance in DataLoader(dataset, batch_size=batch_size, shuffle=False, **loader_options):
             sed_logits, *rest = model.logits(model.frontend(audio.to(device)))
             if loss_fn is not None:
-                if len(targets) != 1 + len(rest):
+                if len(distance) != len(rest) - 1:
                     raise InputError("the model's distance head and the dataset's distance targets disagree")
-                sums += [float(t) for t in loss_fn(sed_logits, *_interleave(rest, [t.to(device) for t in targets]))]
+                dist = (rest[1], distance[0].to(device)) if distance else ()
+                sums += [float(t) for t in loss_fn(sed_logits, rest[0], sed.to(device), doa.to(device), *dist)]
                 n_batches += 1
             per_segment += list(zip(torch.sigmoid(sed_logits).cpu().numpy(), *(r.cpu().numpy() for r in rest)))
     parts: list[list[tuple[np.ndarray, ...]]] = [[] for _ in dataset.recordings]
@@ -529,11 +519,6 @@ def predict(
     outputs = [tuple(np.concatenate(arrays) for arrays in zip(*ps)) for ps in parts]
     terms = dict(zip(names, (sums / max(n_batches, 1)).tolist())) if loss_fn is not None else {}
     return outputs, terms
-
-
-def _interleave(outputs: list[torch.Tensor], targets: list[torch.Tensor]) -> list[torch.Tensor]:
-    """(doa[, distance]) outputs and (sed, doa[, distance]) targets -> SELDLoss's argument order after the logits."""
-    return [outputs[0], targets[0], targets[1], *([outputs[1], targets[2]] if len(outputs) > 1 else [])]
 
 
 def _term_names(distance: bool) -> tuple[str, ...]:
