@@ -8,7 +8,6 @@ The fault tests (restart, vanished client, bad payloads) are bounded: each stops
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -36,7 +35,7 @@ from glfer_edge import postprocess as pp
 from glfer_edge.cli import main
 from glfer_edge.runtime import SELDRuntime, StreamingSELD
 from glfer_edge.runtime.segments import infer_long
-from glfer_edge.serve.client import SELDClient, ServerError
+from glfer_edge.serve.client import SELDClient
 from glfer_edge.serve.repository import ServeOptions, parse_config, write_repository
 from glfer_edge.serve.server import TritonServer
 from seld_artifacts import foa_noise, session_artifacts
@@ -66,7 +65,11 @@ def rt(model):
 @pytest.fixture(scope="module")
 def server(model, tmp_path_factory):
     """The Python-backend repository of ``export-triton``, in the bundled tritonserver started directly."""
-    repo = tmp_path_factory.mktemp("triton") / "repo"
+    yield from _served(model, tmp_path_factory.mktemp("triton") / "repo")
+
+
+def _served(model, repo):
+    """Start the Python-backend repository of ``model`` (written to ``repo``); yield the ready server, then stop it."""
     code = main(["export-triton", "--model", str(model), "--out", str(repo), "--forms", "python", "--threads", "1",
                  "--max-batch-size", "8", "--max-queue-delay-us", "500", "--stream-hop", str(HOP_S),
                  "--sequence-idle-s", str(IDLE_S), "--max-sequences", "3"])

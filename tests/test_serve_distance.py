@@ -17,14 +17,13 @@ import numpy as np
 import pytest
 
 # test_serve skips this module too where the serve extra or a usable tritonserver is missing
-from test_serve import HOP_S, IDLE_S, _cat, _chunks, _options, _stream_in_process  # noqa: E402
+from test_serve import IDLE_S, _cat, _chunks, _options, _served, _stream_in_process  # noqa: E402
 
 from glfer_edge.cli import main
 from glfer_edge.runtime import SELDRuntime
 from glfer_edge.runtime.segments import infer_long
 from glfer_edge.serve.client import SELDClient
 from glfer_edge.serve.repository import onnx_config, parse_config, tensorrt_config, write_repository
-from glfer_edge.serve.server import TritonServer
 from seld_artifacts import foa_noise, make_artifacts, small_config
 
 TOL = 1e-4
@@ -49,18 +48,7 @@ def dist_rt(dist_model):
 
 @pytest.fixture(scope="module")
 def dist_server(dist_model, tmp_path_factory):
-    repo = tmp_path_factory.mktemp("triton_dist") / "repo"
-    code = main(["export-triton", "--model", str(dist_model), "--out", str(repo), "--forms", "python",
-                 "--threads", "1", "--max-batch-size", "8", "--max-queue-delay-us", "500", "--stream-hop", str(HOP_S),
-                 "--sequence-idle-s", str(IDLE_S), "--max-sequences", "3"])
-    assert code == 0
-    srv = TritonServer(repo, log=repo.parent / "triton.log", exit_timeout_s=3)
-    srv.start()
-    try:
-        srv.wait_ready(90)
-        yield srv
-    finally:
-        srv.cleanup()
+    yield from _served(dist_model, tmp_path_factory.mktemp("triton_dist") / "repo")
 
 
 def _config(path):

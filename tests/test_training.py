@@ -28,11 +28,7 @@ TINY_1S = get_preset("tiny").replace(segment_seconds=1.0)
 TINY_08S = get_preset("tiny").replace(segment_seconds=0.8)
 
 
-@pytest.fixture(autouse=True)
-def _keep_torch_threads():
-    n = torch.get_num_threads()  # Trainer sets the process-wide thread count
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("keep_torch_threads")  # Trainer sets the process-wide thread count
 
 
 @pytest.fixture(scope="module")

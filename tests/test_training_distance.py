@@ -34,11 +34,7 @@ def _distance(config):
 TINY_08S_DIST = _distance(TINY_08S)
 
 
-@pytest.fixture(autouse=True)
-def _keep_torch_threads():
-    n = torch.get_num_threads()  # Trainer sets the process-wide thread count
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("keep_torch_threads")  # Trainer sets the process-wide thread count
 
 
 @pytest.fixture(scope="module")
