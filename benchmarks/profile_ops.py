@@ -113,7 +113,7 @@ def report(model: Path, threads: int, runs: int, top: int) -> str:
         count[info[name][0]] += 1
     total = sum(many.values())
     load = os.getloadavg()
-    lines = [f"# {model} (ORT kernel times, mean of {runs} runs; {threads} threads vs 1; load average {load[0]:.2f})",
+    lines = [f"# {Path(model).name} (ORT kernel times, mean of {runs} runs; {threads} threads vs 1; load average {load[0]:.2f})",
              f"{'op type':24s} {f'{threads} thr ms':>9s} {'share':>6s} {'1 thr ms':>9s} {'speedup':>8s}  nodes"]
     for op, ms in by_op.most_common():
         lines.append(f"{op:24s} {ms:9.2f} {100 * ms / total:5.1f}% {by_op1[op]:9.2f} {by_op1[op] / max(ms, 1e-9):8.2f}"
