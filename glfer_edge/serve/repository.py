@@ -101,22 +101,26 @@ def _instances(options: ServeOptions, kind: str | None = None) -> str:
     return f"instance_group [ {{ kind: KIND_{kind} count: {options.instances} }} ]\n"
 
 
+def _network_outputs(config: SELDConfig, frames: list[int], dtype=lambda name: "TYPE_FP32") -> list[str]:
+    """``sed`` (*frames, C), ``doa`` (*frames, C, 3) and, for a distance model, ``distance`` (*frames, C)."""
+    c = config.model.num_classes
+    outputs = [_tensor("sed", dtype("sed"), [*frames, c]), _tensor("doa", dtype("doa"), [*frames, c, 3])]
+    if config.model.distance:
+        outputs.append(_tensor(DISTANCE_NAME, dtype(DISTANCE_NAME), [*frames, c]))
+    return outputs
+
+
 def _io(config: SELDConfig, stream: bool) -> str:
-    c, t = config.model.num_classes, config.output_frames
     if stream:
         inputs = [_tensor("audio", "TYPE_FP32", [4, -1], " allow_ragged_batch: true")]
-        outputs = [
-            _tensor("sed", "TYPE_FP32", [-1, c]), _tensor("doa", "TYPE_FP32", [-1, c, 3]),
+        network = _network_outputs(config, [-1])
+        outputs = network[:2] + [
             _tensor("frame_times", "TYPE_FP64", [-1]), _tensor("diffuseness", "TYPE_FP32", [-1]),
             _tensor("level_dbfs", "TYPE_FP32", [-1]), _tensor("frame_index", "TYPE_INT64", [1]),
-        ]
-        if config.model.distance:
-            outputs.append(_tensor(DISTANCE_NAME, "TYPE_FP32", [-1, c]))
+        ] + network[2:]  # distance last
     else:
         inputs = [_tensor("audio", "TYPE_FP32", [4, config.segment_samples])]
-        outputs = [_tensor("sed", "TYPE_FP32", [t, c]), _tensor("doa", "TYPE_FP32", [t, c, 3])]
-        if config.model.distance:
-            outputs.append(_tensor(DISTANCE_NAME, "TYPE_FP32", [t, c]))
+        outputs = _network_outputs(config, [config.output_frames])
     return "input [\n" + ",\n".join(inputs) + "\n]\noutput [\n" + ",\n".join(outputs) + "\n]\n"
 
 
@@ -185,18 +189,14 @@ def ort_graph_level(precision: str, graph_optimization: str | None = None) -> in
 def onnx_config(config: SELDConfig, precision: str, fixed_batch: int | None, options: ServeOptions,
                 source: str = "") -> str:
     """``config.pbtxt`` of ``glfer_onnx`` (Triton's onnxruntime backend)."""
-    c, t, n = config.model.num_classes, config.output_frames, config.segment_samples
+    t, n = config.output_frames, config.segment_samples
     if fixed_batch is None:
         io = _io(config, stream=False)
         batching = (f"max_batch_size: {options.max_batch_size}\n"
                     f"dynamic_batching {{ max_queue_delay_microseconds: {options.max_queue_delay_us} }}\n")
     else:  # a --single-batch graph: the batch axis is part of the tensor shape
-        outputs = [_tensor("sed", "TYPE_FP32", [fixed_batch, t, c]),
-                   _tensor("doa", "TYPE_FP32", [fixed_batch, t, c, 3])]
-        if config.model.distance:
-            outputs.append(_tensor(DISTANCE_NAME, "TYPE_FP32", [fixed_batch, t, c]))
         io = ("input [\n" + _tensor("audio", "TYPE_FP32", [fixed_batch, 4, n]) + "\n]\noutput [\n"
-              + ",\n".join(outputs) + "\n]\n")
+              + ",\n".join(_network_outputs(config, [fixed_batch, t])) + "\n]\n")
         batching = "max_batch_size: 0\n"
     level = ort_graph_level(precision, options.graph_optimization)
     optimization = ""
@@ -222,21 +222,19 @@ def tensorrt_config(config: SELDConfig, precision: str, sidecar: dict, options: 
     lo, hi = (profile.get("min") or [1])[0], (profile.get("max") or [1])[0]
     dtypes = {io["name"]: io["dtype"] for io in sidecar.get("io", [])}
     types = {"float": "TYPE_FP32", "float32": "TYPE_FP32", "half": "TYPE_FP16", "float16": "TYPE_FP16"}
-    c, t, n = config.model.num_classes, config.output_frames, config.segment_samples
+    t, n = config.output_frames, config.segment_samples
 
     def dtype(name: str) -> str:
         return types.get(dtypes.get(name, "float"), "TYPE_FP32")
 
     if lo == hi == 1 and hi == 1 and profile.get("min") == profile.get("max"):
-        batching, shapes = "max_batch_size: 0\n", ([1, 4, n], [1, t, c], [1, t, c, 3])
+        batching, lead = "max_batch_size: 0\n", [1]
     else:
         batching = (f"max_batch_size: {min(options.max_batch_size, hi)}\n"
                     f"dynamic_batching {{ max_queue_delay_microseconds: {options.max_queue_delay_us} }}\n")
-        shapes = ([4, n], [t, c], [t, c, 3])
-    outputs = [_tensor("sed", dtype("sed"), shapes[1]), _tensor("doa", dtype("doa"), shapes[2])]
-    if config.model.distance:  # shaped like sed
-        outputs.append(_tensor(DISTANCE_NAME, dtype(DISTANCE_NAME), shapes[1]))
-    io = "input [\n" + _tensor("audio", dtype("audio"), shapes[0]) + "\n]\noutput [\n" + ",\n".join(outputs) + "\n]\n"
+        lead = []
+    io = ("input [\n" + _tensor("audio", dtype("audio"), [*lead, 4, n]) + "\n]\noutput [\n"
+          + ",\n".join(_network_outputs(config, [*lead, t], dtype)) + "\n]\n")
     return (_header(TRT_MODEL, config, precision, source)
             + f"# built with TensorRT {version}: use the Triton release that ships TensorRT {version} "
             "(an engine loads only in the TensorRT version and GPU family it was built for)\n"
