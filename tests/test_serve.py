@@ -439,9 +439,9 @@ def test_server_killed_and_restarted_mid_stream(model, rt, tmp_path):
 
 
 def test_serve_command_listens_and_stops_on_sigterm(model, tmp_path):
-    from glfer_edge.serve.server import free_port
+    from glfer_edge.serve.server import free_ports
 
-    ports = [free_port() for _ in range(3)]
+    ports = free_ports(3)
     cmd = [sys.executable, "-m", "glfer_edge", "serve", "--model", str(model), "--http-port", str(ports[0]),
            "--grpc-port", str(ports[1]), "--metrics-port", str(ports[2]), "--threads", "1",
            "--log", str(tmp_path / "triton.log")]

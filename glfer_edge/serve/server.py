@@ -14,6 +14,7 @@ shutdown: it finishes in-flight requests, then unloads the models) and kills the
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -29,7 +30,7 @@ from typing import IO
 from glfer_edge.errors import GlferError, InputError
 from glfer_edge.serve.distribution import find_distribution, prepare_backends, server_env
 
-__all__ = ["TritonServer", "ServerStartError", "free_port"]
+__all__ = ["TritonServer", "ServerStartError", "free_port", "free_ports"]
 
 
 class ServerStartError(GlferError):
@@ -38,9 +39,20 @@ class ServerStartError(GlferError):
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port that is free on ``host`` now (the kernel's pick)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    return free_ports(1, host)[0]
+
+
+def free_ports(n: int, host: str = "127.0.0.1", exclude: Sequence[int] = ()) -> list[int]:
+    """``n`` distinct TCP ports free on ``host`` now, none of ``exclude``. The sockets stay bound until all are
+    picked: one at a time, the kernel may hand out a port it just released twice."""
+    with contextlib.ExitStack() as held:
+        ports: list[int] = []
+        while len(ports) < n:
+            s = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            s.bind((host, 0))
+            if (port := int(s.getsockname()[1])) not in exclude:
+                ports.append(port)
+        return ports
 
 
 def _port_in_use(host: str, port: int) -> bool:
@@ -75,9 +87,9 @@ class TritonServer:
         self.host = host
         client_host = "127.0.0.1" if host in ("0.0.0.0", "") else host
         self.client_host = client_host
-        self.http_port = http_port or free_port(client_host)
-        self.grpc_port = grpc_port or free_port(client_host)
-        self.metrics_port = metrics_port or free_port(client_host)
+        given = (http_port, grpc_port, metrics_port)
+        picked = iter(free_ports(given.count(None) + given.count(0), client_host, [p for p in given if p]))
+        self.http_port, self.grpc_port, self.metrics_port = (p or next(picked) for p in given)
         self.exit_timeout_s = exit_timeout_s
         self._log_target = log
         self._log_verbose = log_verbose
